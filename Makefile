@@ -1,0 +1,85 @@
+# uvrequire: build, test, bench.  `make test` alone sets up a fresh
+# Debian machine (as root) and runs every test.
+
+LUA      ?= lua5.4
+BUSTED   ?= $(LUA) /usr/bin/busted
+CC       ?= cc
+PKGS      = lua5.4 libuv
+DEBS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted luarocks \
+            lua-luv lua-luv-dev lua-lpeg lua-filesystem pkg-config gcc make
+CWARN     = -Wall -Wextra -Werror
+CFLAGS   ?= -O2 -g
+ALLCFLAGS = -std=gnu99 -fPIC $(CWARN) $(CFLAGS) \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS      = -luv -lpthread -ldl
+
+B        := build
+CORE_SRC := $(wildcard csrc/*.c)
+CORE_OBJ := $(CORE_SRC:csrc/%.c=$(B)/obj/%.o)
+CORE     := $(B)/uvrequire/core.so
+FIX_SRC  := $(wildcard spec/fixtures/csrc/*.c)
+FIX_SO   := $(FIX_SRC:spec/fixtures/csrc/%.c=$(B)/fixtures/%.so)
+HOST     := $(B)/host
+
+.PHONY: all deps test spec rock host-test bench demo asan valgrind clean
+
+all: $(CORE) $(FIX_SO)
+
+# Install what is missing (Debian, as root).
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq $$missing >/dev/null; fi
+
+$(B)/obj/%.o: csrc/%.c csrc/ur.h csrc/uvrequire.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -c -o $@ $<
+
+$(CORE): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(CORE_OBJ) $(LIBS)
+
+# Fixture C modules for the specs: one .so per file.
+$(B)/fixtures/%.so: spec/fixtures/csrc/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -shared -o $@ $<
+
+$(HOST): examples/host.c csrc/uvrequire.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Icsrc -o $@ $< \
+	  $(shell pkg-config --libs $(PKGS)) -Wl,-E
+
+# The whole suite; the last line is "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory all
+	@bash spec/run.sh
+
+spec: all
+	@bash spec/run.sh
+
+bench: deps all
+	$(LUA) bench/run.lua
+
+demo: deps all
+	$(LUA) examples/demo.lua
+
+# The spec suite with AddressSanitizer and UBSan.
+asan: deps
+	@$(MAKE) --no-print-directory clean
+	@$(MAKE) --no-print-directory all \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UVREQUIRE_ASAN=1 bash spec/run.sh
+	@$(MAKE) --no-print-directory clean
+
+# The spec suite under valgrind (memcheck): any error fails it.
+valgrind: deps all
+	@UVREQUIRE_VALGRIND=1 bash spec/run.sh
+
+clean:
+	rm -rf $(B)

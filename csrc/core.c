@@ -1,0 +1,42 @@
+/*
+** core.c: luaopen_uvrequire_core, the C core's only entry point.
+** The public module is 'uvrequire' (lua/uvrequire.lua), which wraps
+** this one; see README.md for the API.
+*/
+
+#include "ur.h"
+#include "lualib.h"
+
+
+static const luaL_Reg corefuncs[] = {
+  {"run", ur_l_run},
+  {"loopinfo", ur_l_loopinfo},
+  {"takeerrors", ur_l_takeerrors},
+  {"setyield", ur_l_setyield},
+  {NULL, NULL}
+};
+
+
+/* push a require-like closure over 'package' (at 'pkg') */
+static void pushrequire (lua_State *L, int pkg, lua_CFunction f,
+                         int oneresult) {
+  lua_pushvalue(L, pkg);  /* upvalue 1: 'package', as in loadlib.c */
+  lua_pushboolean(L, oneresult);  /* upvalue 2: one result only */
+  lua_pushcclosure(L, f, 2);
+}
+
+
+int luaopen_uvrequire_core (lua_State *L) {
+  luaL_newlib(L, corefuncs);
+  ur_require_init(L);  /* pushes PENDING */
+  lua_setfield(L, -2, "PENDING");
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE)
+    return luaL_error(L, "uvrequire needs the package library");
+  pushrequire(L, lua_gettop(L), ur_l_require, 0);
+  lua_setfield(L, -4, "require");
+  pushrequire(L, lua_gettop(L), ur_l_import_module, 1);
+  lua_setfield(L, -4, "import_module");
+  lua_pop(L, 2);  /* pop 'package' and LOADED */
+  return 1;
+}

@@ -1,0 +1,192 @@
+/*
+** executor.c: uvrequire's import executor.
+**
+** A process-wide pool of libuv threads, separate from libuv's own
+** threadpool, so that an application's filesystem work can never delay
+** an import, nor an import delay it.  Threads start on first use and
+** live as long as the process; the shared object is pinned in memory
+** (RTLD_NODELETE) so that closing a Lua state, which unloads its C
+** libraries, can never pull code from under a running worker.
+**
+** Locking rule: 'lock' guards the queue and the 'state', 'orphan' and
+** 'async' fields of every job.  A worker owns a job's input and output
+** fields while the job is UR_RUNNING; the Lua thread owns them
+** otherwise.  Whoever sees a job last frees it: the owner through
+** 'ur_exec_release', or the worker when the owner let go (orphan).
+*/
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+
+#include "ur.h"
+
+
+#define DEFAULT_MAXTHREADS 8
+
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t lock;
+static uv_cond_t work_cond;   /* signalled when a job is queued */
+static uv_cond_t done_cond;   /* broadcast when a job is done */
+static ur_job *head, *tail;   /* queue of UR_QUEUED jobs */
+static int nthreads;          /* threads running; 0 if none could start */
+
+
+/*
+** Worker thread: take jobs off the queue and run them forever.  Each
+** worker compiles in its own lua_State, created on its first job; if
+** that fails, 'ur_job_run' reports "not enough memory" per job.
+*/
+static void worker (void *arg) {
+  lua_State *W = NULL;
+  (void)arg;
+  for (;;) {
+    ur_job *job;
+    uv_mutex_lock(&lock);
+    while (head == NULL)
+      uv_cond_wait(&work_cond, &lock);
+    job = head;
+    head = job->next;
+    if (head == NULL) tail = NULL;
+    job->state = UR_RUNNING;
+    uv_mutex_unlock(&lock);
+    if (W == NULL) W = luaL_newstate();
+    ur_job_run(job, W);
+    uv_mutex_lock(&lock);
+    if (job->orphan) {  /* owner is gone: results go nowhere */
+      uv_mutex_unlock(&lock);
+      ur_job_free(job);
+      continue;
+    }
+    job->state = UR_DONE;
+    if (job->async != NULL)
+      uv_async_send(job->async);
+    uv_cond_broadcast(&done_cond);
+    uv_mutex_unlock(&lock);
+  }
+}
+
+
+/*
+** Thread count: UVREQUIRE_THREADS if set to a number in 1..64, else
+** the available parallelism, at least 2 (a blocked read must not stall
+** every import) and at most DEFAULT_MAXTHREADS.
+*/
+static int wanted_threads (void) {
+  const char *env = getenv("UVREQUIRE_THREADS");
+  int n;
+  if (env != NULL && (n = atoi(env)) >= 1 && n <= 64)
+    return n;
+  n = (int)uv_available_parallelism();
+  if (n < 2) n = 2;
+  if (n > DEFAULT_MAXTHREADS) n = DEFAULT_MAXTHREADS;
+  return n;
+}
+
+
+/*
+** Keep this shared object loaded for the life of the process: workers
+** run its code even after the Lua state that loaded it is closed.
+*/
+static void pin_self (void) {
+  Dl_info info;
+  if (dladdr((void *)&worker, &info) && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+
+static void start (void) {
+  int i, n = wanted_threads();
+  if (uv_mutex_init(&lock) != 0 || uv_cond_init(&work_cond) != 0 ||
+      uv_cond_init(&done_cond) != 0)
+    return;  /* 'nthreads' stays 0: every submission fails */
+  pin_self();
+  for (i = 0; i < n; i++) {
+    uv_thread_t t;
+    if (uv_thread_create(&t, worker, NULL) != 0) break;
+    nthreads++;
+  }
+}
+
+
+int ur_exec_threads (void) {
+  uv_once(&once, start);
+  return nthreads;
+}
+
+
+/*
+** Queue 'job'.  Returns 0, or a libuv error code when no executor
+** thread could be started (the job is then untouched and still the
+** caller's).
+*/
+int ur_exec_submit (ur_job *job) {
+  if (ur_exec_threads() == 0)
+    return UV_EAGAIN;
+  uv_mutex_lock(&lock);
+  job->state = UR_QUEUED;
+  job->next = NULL;
+  if (tail != NULL) tail->next = job;
+  else head = job;
+  tail = job;
+  uv_cond_signal(&work_cond);
+  uv_mutex_unlock(&lock);
+  return 0;
+}
+
+
+void ur_exec_wait (ur_job *job) {
+  uv_mutex_lock(&lock);
+  while (job->state != UR_DONE)
+    uv_cond_wait(&done_cond, &lock);
+  uv_mutex_unlock(&lock);
+}
+
+
+int ur_exec_isdone (ur_job *job) {
+  int done;
+  uv_mutex_lock(&lock);
+  done = (job->state == UR_DONE);
+  uv_mutex_unlock(&lock);
+  return done;
+}
+
+
+void ur_exec_detach (ur_job *job) {
+  uv_mutex_lock(&lock);
+  job->async = NULL;
+  uv_mutex_unlock(&lock);
+}
+
+
+/* remove a queued 'job' from the queue (lock held) */
+static void unqueue (ur_job *job) {
+  ur_job **p = &head;
+  ur_job *prev = NULL;
+  while (*p != job) {
+    prev = *p;
+    p = &(*p)->next;
+  }
+  *p = job->next;
+  if (tail == job) tail = prev;
+}
+
+
+/*
+** The owner lets go of 'job' (its completion signal must already be
+** detached).  A queued job is cancelled, a running one is left to its
+** worker to free, a finished one is freed now.
+*/
+void ur_exec_release (ur_job *job) {
+  int freeit = 1;
+  uv_mutex_lock(&lock);
+  job->async = NULL;
+  if (job->state == UR_QUEUED)
+    unqueue(job);
+  else if (job->state == UR_RUNNING) {
+    job->orphan = 1;
+    freeit = 0;
+  }
+  uv_mutex_unlock(&lock);
+  if (freeit) ur_job_free(job);
+}

@@ -1,0 +1,261 @@
+/*
+** search.c: the executor side of a 'require': the standard file
+** searchers (Lua, C, Croot of loadlib.c) run as one job.
+**
+** A job carries the searchers the Lua thread found in a row in
+** 'package.searchers', each with the template list it read.  They run
+** in order until one finds a loader (UR_FOUND), one fails for real
+** (UR_RAISE), or all miss (UR_NOTFOUND); misses append their messages,
+** each after "\n\t", exactly as 'findloader' would.
+*/
+
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ur.h"
+
+
+/* {======================================================
+** ur_buf
+** ======================================================= */
+
+void ur_buf_add (ur_buf *b, const char *s, size_t len) {
+  if (b->oom || len == 0) return;
+  if (b->cap - b->n <= len) {  /* keep room for a terminating '\0' */
+    size_t cap = b->cap ? b->cap : 64;
+    char *p;
+    while (cap - b->n <= len) cap *= 2;
+    p = (char *)realloc(b->p, cap);
+    if (p == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, len);
+  b->n += len;
+  b->p[b->n] = '\0';
+}
+
+
+void ur_buf_adds (ur_buf *b, const char *s) {
+  ur_buf_add(b, s, strlen(s));
+}
+
+
+void ur_buf_addf (ur_buf *b, const char *fmt, ...) {
+  char small[256];
+  int n;
+  va_list ap;
+  va_start(ap, fmt);
+  n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof(small))
+    ur_buf_add(b, small, (size_t)n);
+  else {
+    char *big = (char *)malloc((size_t)n + 1);
+    if (big == NULL) {
+      b->oom = 1;
+      return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    ur_buf_add(b, big, (size_t)n);
+    free(big);
+  }
+}
+
+
+void ur_buf_free (ur_buf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->n = b->cap = 0;
+}
+
+/* }====================================================== */
+
+
+/* replace every occurrence of 'pat' in 's' by 'rep', into 'b' */
+static void addgsub (ur_buf *b, const char *s, const char *pat,
+                     const char *rep) {
+  const char *wild;
+  size_t l = strlen(pat);
+  while ((wild = strstr(s, pat)) != NULL) {
+    ur_buf_add(b, s, (size_t)(wild - s));
+    ur_buf_adds(b, rep);
+    s = wild + l;
+  }
+  ur_buf_adds(b, s);
+}
+
+
+/* does file exist and is readable?  (loadlib.c's 'readable') */
+static int readable (const char *filename) {
+  FILE *f = fopen(filename, "r");
+  if (f == NULL) return 0;
+  fclose(f);
+  return 1;
+}
+
+
+/*
+** 'package.searchpath' for the executor.  Returns the first readable
+** file (malloc'ed) of the templates in 'path' with '?' replaced by
+** 'name' (its dots made slashes); else NULL, appending to 'msg' the
+** "no file '...'" lines of every template.
+*/
+static char *searchpath (const char *name, const char *path,
+                         ur_buf *msg) {
+  ur_buf nm = {NULL, 0, 0, 0}, files = {NULL, 0, 0, 0};
+  char *found = NULL;
+  addgsub(&nm, name, ".", LUA_DIRSEP);
+  addgsub(&files, path, LUA_PATH_MARK, nm.p ? nm.p : "");
+  if (files.oom || nm.oom) {
+    ur_buf_adds(msg, "not enough memory");
+    goto done;
+  }
+  if (files.n > 0) {  /* an empty list names no file at all */
+    char *f = files.p, *end = files.p + files.n;
+    for (;;) {
+      char *sep = strchr(f, *LUA_PATH_SEP);
+      if (sep != NULL) *sep = '\0';
+      if (readable(f)) {
+        found = strdup(f);
+        goto done;
+      }
+      if (sep == NULL) break;
+      *sep = *LUA_PATH_SEP;  /* restore for the message */
+      f = sep + 1;
+      if (f > end) break;
+    }
+  }
+  ur_buf_adds(msg, "no file '");
+  addgsub(msg, files.p ? files.p : "", LUA_PATH_SEP, "'\n\tno file '");
+  ur_buf_adds(msg, "'");
+ done:
+  ur_buf_free(&nm);
+  ur_buf_free(&files);
+  return found;
+}
+
+
+/* the error of a searcher that found a file it could not load */
+static void loaderror (ur_job *job, const char *file, ur_buf *why) {
+  job->outcome = UR_RAISE;
+  job->msg.n = 0;
+  ur_buf_addf(&job->msg, "error loading module '%s' from file '%s':\n\t",
+              job->name, file);
+  ur_buf_add(&job->msg, why->p ? why->p : "", why->n);
+}
+
+
+/* Lua searcher: found 'file'; compile it */
+static void luastep (ur_job *job, lua_State *W, char *file) {
+  ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
+  if (ur_compile(W, file, &code, &err)) {
+    job->outcome = UR_FOUND;
+    job->code = code.p;  /* ownership moves to the job */
+    job->codelen = code.n;
+    job->file = file;
+    return;
+  }
+  loaderror(job, file, &err);
+  job->file = file;
+  ur_buf_free(&code);
+  ur_buf_free(&err);
+}
+
+
+/*
+** C and Croot searchers: found 'file'; open it.  Returns 1 when the
+** search must go on (Croot: the library lacks the symbol).
+*/
+static int cstep (ur_job *job, ur_step *s, char *file) {
+  ur_buf err = {NULL, 0, 0, 0};
+  int stat = ur_clib_load(file, job->name, &s->lib, &job->open, &err);
+  int goon = 0;
+  if (stat == 0) {
+    job->outcome = UR_FOUND;
+    job->file = file;
+  }
+  else if (s->kind == UR_STEP_CROOT && stat == UR_ERRFUNC) {
+    ur_buf_addf(&job->msg, "\n\tno module '%s' in file '%s'", job->name,
+                file);
+    free(file);
+    goon = 1;
+  }
+  else {
+    loaderror(job, file, &err);
+    job->file = file;
+  }
+  ur_buf_free(&err);
+  return goon;
+}
+
+
+void ur_job_run (ur_job *job, lua_State *W) {
+  int i;
+  job->outcome = UR_NOTFOUND;
+  for (i = 0; i < job->nsteps; i++) {
+    ur_step *s = &job->steps[i];
+    const char *dot = strchr(job->name, '.');
+    char *file;
+    if (s->kind == UR_STEP_CROOT && dot == NULL)
+      continue;  /* a root name has no Croot: no message either */
+    if (s->path == NULL) {  /* as 'findfile' raises */
+      job->outcome = UR_RAISE;
+      job->msg.n = 0;
+      ur_buf_addf(&job->msg, "'package.%s' must be a string",
+                  s->kind == UR_STEP_LUA ? "path" : "cpath");
+      return;
+    }
+    ur_buf_adds(&job->msg, "\n\t");
+    if (s->kind == UR_STEP_CROOT) {  /* search for the root library */
+      char *root = strndup(job->name, (size_t)(dot - job->name));
+      file = root ? searchpath(root, s->path, &job->msg) : NULL;
+      free(root);
+    }
+    else
+      file = searchpath(job->name, s->path, &job->msg);
+    if (file == NULL)
+      continue;
+    if (!job->msg.oom) {  /* found: drop the "\n\t" prefix */
+      job->msg.n -= 2;
+      job->msg.p[job->msg.n] = '\0';
+    }
+    job->found = i;
+    if (s->kind == UR_STEP_LUA) {
+      luastep(job, W, file);
+      return;
+    }
+    if (!cstep(job, s, file))
+      return;
+  }
+  if (job->msg.oom) {
+    job->outcome = UR_RAISE;
+    job->msg.oom = 0;
+    job->msg.n = 0;
+    ur_buf_adds(&job->msg, "not enough memory");
+  }
+}
+
+
+void ur_job_free (ur_job *job) {
+  int i;
+  for (i = 0; i < job->nsteps; i++) {
+    free(job->steps[i].path);
+    if (job->steps[i].lib != NULL)  /* never handed to _CLIBS */
+      ur_clib_close(job->steps[i].lib);
+  }
+  free(job->name);
+  free(job->file);
+  free(job->code);
+  ur_buf_free(&job->msg);
+  free(job);
+}

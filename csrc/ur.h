@@ -1,0 +1,172 @@
+/*
+** ur.h: internal interfaces of uvrequire's C core.
+**
+** The core has two sides that share nothing but 'ur_job' records:
+**
+**   Lua thread                          executor threads
+**   ----------                          ----------------
+**   require.c  builds a job  ---------> executor.c queues it
+**                                       search.c runs it: path search,
+**                                         compile.c (read + compile +
+**                                         dump), clib.c (dlopen/dlsym)
+**   loop.c     is told it is done <---- executor.c marks it done
+**   require.c  loads bytecode / calls luaopen_*, runs the loader
+**
+** A job holds only C data: names and paths going in, bytes, a library
+** handle and messages coming out.  No Lua value ever crosses.
+*/
+
+#ifndef ur_h
+#define ur_h
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+
+/* {======================================================
+** Growable byte buffer (malloc-based; usable on any thread)
+** ======================================================= */
+
+typedef struct ur_buf {
+  char *p;
+  size_t n, cap;
+  int oom;  /* an allocation failed: contents are incomplete */
+} ur_buf;
+
+void ur_buf_add (ur_buf *b, const char *s, size_t len);
+void ur_buf_adds (ur_buf *b, const char *s);
+void ur_buf_addf (ur_buf *b, const char *fmt, ...);
+void ur_buf_free (ur_buf *b);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Jobs
+** ======================================================= */
+
+/* kinds of search steps: the three standard file searchers */
+enum { UR_STEP_LUA, UR_STEP_C, UR_STEP_CROOT };
+
+#define UR_MAXSTEPS 8
+
+typedef struct ur_step {
+  int kind;
+  char *path;  /* template list; NULL: 'package.(c)path' was no string */
+  void *lib;   /* out: library this step opened (C, Croot), or NULL */
+} ur_step;
+
+/* job outcome */
+enum {
+  UR_NOTFOUND,  /* every step missed: 'msg' holds their messages */
+  UR_FOUND,     /* step 'found' found a loader: see 'file', 'code', 'open' */
+  UR_RAISE      /* a step failed for real: 'msg' is the error to raise */
+};
+
+/* job life cycle, guarded by the executor's lock */
+enum { UR_QUEUED, UR_RUNNING, UR_DONE };
+
+typedef struct ur_job ur_job;
+
+struct ur_job {
+  /* --- input, written by the Lua thread before submission --- */
+  char *name;                 /* module name */
+  int nsteps;
+  ur_step steps[UR_MAXSTEPS];
+  /* --- output, written by the worker, read after UR_DONE --- */
+  int outcome;
+  int found;                  /* index of the step that found it */
+  ur_buf msg;                 /* messages ("\n\t..." each) or error */
+  char *file;                 /* file where the loader was found */
+  char *code;                 /* Lua: bytecode dump (with debug info) */
+  size_t codelen;
+  void *lib;                  /* C: handle from dlopen, or NULL */
+  lua_CFunction open;         /* C: the luaopen_* function */
+  /* --- executor bookkeeping (executor.c, under its lock) --- */
+  int state;
+  int orphan;                 /* owner let go while running */
+  ur_job *next;               /* queue link */
+  uv_async_t *async;          /* completion signal, or NULL (sync) */
+  /* --- owner bookkeeping (Lua thread only) --- */
+  ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
+  int consumed;               /* results taken by a requirer */
+};
+
+/* search.c: run a job to completion (executor thread) */
+void ur_job_run (ur_job *job, lua_State *W);
+/* search.c: free a job and all it holds (any thread) */
+void ur_job_free (ur_job *job);
+
+/* compile.c: read and compile 'file' in 'W'; bytecode or error out */
+int ur_compile (lua_State *W, const char *file, ur_buf *code,
+                ur_buf *err);
+
+/* clib.c: dlopen 'file' and find the open function of 'name' */
+int ur_clib_load (const char *file, const char *name, void **lib,
+                  lua_CFunction *open, ur_buf *err);
+/* clib.c: error codes of 'ur_clib_load' (as in loadlib.c) */
+#define UR_ERRLIB   1
+#define UR_ERRFUNC  2
+/* clib.c: close a library handle that nobody kept */
+void ur_clib_close (void *lib);
+/* clib.c: hand a library handle to registry._CLIBS (Lua thread) */
+void ur_clib_keep (lua_State *L, const char *file, void *lib);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Executor (executor.c)
+** ======================================================= */
+
+/* queue 'job'; its 'async' (if any) is signalled when it is done */
+int ur_exec_submit (ur_job *job);
+/* block the calling thread until 'job' is done */
+void ur_exec_wait (ur_job *job);
+/* the owner lets go: cancel if queued, orphan if running, else free */
+void ur_exec_release (ur_job *job);
+/* is 'job' done?  (no blocking) */
+int ur_exec_isdone (ur_job *job);
+/* detach the completion signal of 'job' (before closing it) */
+void ur_exec_detach (ur_job *job);
+/* number of executor threads (starts them on first call) */
+int ur_exec_threads (void);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Runtime: the per-state side (loop.c)
+** ======================================================= */
+
+typedef struct ur_runtime ur_runtime;
+
+/* get (creating it on first use) the runtime of state 'L' */
+ur_runtime *ur_runtime_get (lua_State *L);
+/* the loop in use, chosen on first call; NULL and a message on error */
+uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
+/* submit 'job' so that its completion wakes the loop */
+int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job,
+                       int async);
+/* the runtime gives up 'job' (results consumed or owner gone) */
+void ur_runtime_drop (ur_runtime *rt, ur_job *job);
+
+/* require.c: called on the loop when 'job' is done */
+void ur_require_done (lua_State *L, ur_job *job);
+
+/* loop.c / require.c: entry points registered in luaopen */
+int ur_l_run (lua_State *L);
+int ur_l_require (lua_State *L);
+int ur_l_import_module (lua_State *L);
+int ur_l_loopinfo (lua_State *L);
+int ur_l_takeerrors (lua_State *L);
+int ur_l_setyield (lua_State *L);
+void ur_require_init (lua_State *L);
+
+/* }====================================================== */
+
+#endif
