@@ -34,13 +34,10 @@ static int errfile (ur_buf *err, const char *what, const char *file,
 }
 
 
-/* read all of 'file' into 'b'; 0 and a message in 'err' on failure */
-static int readall (const char *file, ur_buf *b, ur_buf *err) {
-  FILE *f = fopen(file, "r");
+/* read all of 'f' (named 'file') into 'b' and close it; 0 on failure */
+static int readall (const char *file, FILE *f, ur_buf *b, ur_buf *err) {
   char chunk[BUFSIZ];
   size_t n;
-  if (f == NULL)
-    return errfile(err, "open", file, errno);
   while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
     ur_buf_add(b, chunk, n);
   if (ferror(f)) {
@@ -101,18 +98,19 @@ static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
 
 
 /*
-** Read and compile 'file' in 'W' (which may be NULL if the worker had
-** no memory for it).  On success returns 1 with the bytecode in 'code';
-** on failure returns 0 with the loader's message in 'err'.  Leaves the
-** stack of 'W' empty.
+** Read 'file', open as 'f' (closed here), and compile it in 'W' (NULL
+** if the worker had no memory for a state).  On success returns 1 with
+** the bytecode in 'code'; on failure returns 0 with the loader's
+** message in 'err'.  Leaves the stack of 'W' empty.
 */
-int ur_compile (lua_State *W, const char *file, ur_buf *code,
+int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err) {
-  ur_buf src = {NULL, 0, 0, 0}, tmp = {NULL, 0, 0, 0}, name = {0};
+  ur_buf src = {NULL, 0, 0, 0}, tmp = {NULL, 0, 0, 0};
+  ur_buf name = {NULL, 0, 0, 0};
   const char *text;
   size_t len;
   int ok = 0;
-  if (!readall(file, &src, err))
+  if (!readall(file, f, &src, err))
     goto done;
   text = loadtext(src.p ? src.p : "", src.n, &tmp, &len);
   ur_buf_addf(&name, "@%s", file);

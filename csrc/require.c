@@ -91,9 +91,17 @@ static int stdkind (lua_State *L, int idx) {
 }
 
 
-/* release the job of a job ref, if any (Lua thread) */
-static void unref (jobref *ref) {
+/*
+** Release the job of a job ref, if any (Lua thread): it leaves
+** INFLIGHT, so no completion can resume its waiter any more, and its
+** notice is closed.  Stack: net zero.
+*/
+static void unref (lua_State *L, jobref *ref) {
   if (ref->job != NULL) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, ref->job);  /* INFLIGHT[job] = nil */
+    lua_pop(L, 1);  /* pop INFLIGHT */
     ur_runtime_drop(ref->rt, ref->job);
     ref->job = NULL;
   }
@@ -101,7 +109,7 @@ static void unref (jobref *ref) {
 
 
 static int jobref_gc (lua_State *L) {
-  unref((jobref *)lua_touserdata(L, 1));
+  unref(L, (jobref *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -315,14 +323,14 @@ static int afterjob (lua_State *L, int next) {
   switch (job->outcome) {
     case UR_RAISE:
       lua_pushlstring(L, job->msg.p, job->msg.n);
-      unref(ref);
+      unref(L, ref);
       return lua_error(L);
     case UR_NOTFOUND:
       lua_pushvalue(L, 4);
       lua_pushlstring(L, job->msg.p, job->msg.n);  /* "\n\t"-led */
       lua_concat(L, 2);
       lua_replace(L, 4);  /* messages .= the job's */
-      unref(ref);
+      unref(L, ref);
       return findloader(L, next);
     default:  /* UR_FOUND */
       if (job->code == NULL)
@@ -331,11 +339,11 @@ static int afterjob (lua_State *L, int next) {
                != LUA_OK) {
         lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                         lua_tostring(L, 1), job->file, lua_tostring(L, -1));
-        unref(ref);
+        unref(L, ref);
         return lua_error(L);
       }
       lua_pushstring(L, job->file);  /* loader data */
-      unref(ref);
+      unref(L, ref);
       return callloader(L);
   }
 }

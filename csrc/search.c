@@ -95,23 +95,17 @@ static void addgsub (ur_buf *b, const char *s, const char *pat,
 }
 
 
-/* does file exist and is readable?  (loadlib.c's 'readable') */
-static int readable (const char *filename) {
-  FILE *f = fopen(filename, "r");
-  if (f == NULL) return 0;
-  fclose(f);
-  return 1;
-}
-
-
 /*
-** 'package.searchpath' for the executor.  Returns the first readable
-** file (malloc'ed) of the templates in 'path' with '?' replaced by
-** 'name' (its dots made slashes); else NULL, appending to 'msg' the
-** "no file '...'" lines of every template.
+** 'package.searchpath' for the executor.  Returns the first file (a
+** malloc'ed name) of the templates in 'path', with '?' replaced by
+** 'name' (its dots made slashes), that 'fopen(f, "r")' opens, as
+** loadlib.c's 'readable' decides; the open FILE goes to '*fp' if 'fp'
+** is not NULL (so that the file is read from the very open that found
+** it), else it is closed.  On a miss returns NULL, appending to 'msg'
+** the "no file '...'" lines of every template.
 */
 static char *searchpath (const char *name, const char *path,
-                         ur_buf *msg) {
+                         ur_buf *msg, FILE **fp) {
   ur_buf nm = {NULL, 0, 0, 0}, files = {NULL, 0, 0, 0};
   char *found = NULL;
   addgsub(&nm, name, ".", LUA_DIRSEP);
@@ -124,9 +118,12 @@ static char *searchpath (const char *name, const char *path,
     char *f = files.p, *end = files.p + files.n;
     for (;;) {
       char *sep = strchr(f, *LUA_PATH_SEP);
+      FILE *file;
       if (sep != NULL) *sep = '\0';
-      if (readable(f)) {
+      if ((file = fopen(f, "r")) != NULL) {
         found = strdup(f);
+        if (fp != NULL && found != NULL) *fp = file;
+        else fclose(file);
         goto done;
       }
       if (sep == NULL) break;
@@ -155,10 +152,10 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 }
 
 
-/* Lua searcher: found 'file'; compile it */
-static void luastep (ur_job *job, lua_State *W, char *file) {
+/* Lua searcher: found 'file', open as 'f'; compile it (closes 'f') */
+static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
-  if (ur_compile(W, file, &code, &err)) {
+  if (ur_compile(W, file, f, &code, &err)) {
     job->outcome = UR_FOUND;
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
@@ -206,6 +203,7 @@ void ur_job_run (ur_job *job, lua_State *W) {
     ur_step *s = &job->steps[i];
     const char *dot = strchr(job->name, '.');
     char *file;
+    FILE *f = NULL;
     if (s->kind == UR_STEP_CROOT && dot == NULL)
       continue;  /* a root name has no Croot: no message either */
     if (s->path == NULL) {  /* as 'findfile' raises */
@@ -218,11 +216,12 @@ void ur_job_run (ur_job *job, lua_State *W) {
     ur_buf_adds(&job->msg, "\n\t");
     if (s->kind == UR_STEP_CROOT) {  /* search for the root library */
       char *root = strndup(job->name, (size_t)(dot - job->name));
-      file = root ? searchpath(root, s->path, &job->msg) : NULL;
+      file = root ? searchpath(root, s->path, &job->msg, NULL) : NULL;
       free(root);
     }
     else
-      file = searchpath(job->name, s->path, &job->msg);
+      file = searchpath(job->name, s->path, &job->msg,
+                        s->kind == UR_STEP_LUA ? &f : NULL);
     if (file == NULL)
       continue;
     if (!job->msg.oom) {  /* found: drop the "\n\t" prefix */
@@ -231,7 +230,7 @@ void ur_job_run (ur_job *job, lua_State *W) {
     }
     job->found = i;
     if (s->kind == UR_STEP_LUA) {
-      luastep(job, W, file);
+      luastep(job, W, file, f);
       return;
     }
     if (!cstep(job, s, file))

@@ -20,6 +20,7 @@
 #define ur_h
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -101,8 +102,8 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
-/* compile.c: read and compile 'file' in 'W'; bytecode or error out */
-int ur_compile (lua_State *W, const char *file, ur_buf *code,
+/* compile.c: read 'f' (file 'file') and compile it in 'W' */
+int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err);
 
 /* clib.c: dlopen 'file' and find the open function of 'name' */

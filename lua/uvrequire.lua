@@ -47,10 +47,23 @@ local Task = {}
 Task.__index = Task
 
 local unclaimed = {}  -- tasks that failed, in order, until claimed
+local kept = {}       -- errors of coroutines that waited on a task
+local waiting = setmetatable({}, { __mode = "k" })  -- coroutine -> task
 
 local function badarg(n, fname, expected, got)
   error(("bad argument #%d to '%s' (%s expected, got %s)")
         :format(n, fname, expected, type(got)), 3)
+end
+
+-- Wake the coroutines waiting on `task` (it just finished).
+local function wake(task)
+  for co in pairs(task.waiters) do
+    if waiting[co] == task and coroutine.status(co) == "suspended" then
+      local ok, err = coroutine.resume(co)
+      if not ok then kept[#kept + 1] = debug.traceback(co, tostring(err)) end
+    end
+  end
+  task.waiters = {}
 end
 
 --- Start `fn(...)` as a task: a coroutine whose imports wait without
@@ -58,7 +71,7 @@ end
 -- @return a task handle
 function M.spawn(fn, ...)
   if type(fn) ~= "function" then badarg(1, "spawn", "function", fn) end
-  local task = setmetatable({ finished = false }, Task)
+  local task = setmetatable({ finished = false, waiters = {} }, Task)
   local function onerror(e)
     task.traceback = debug.traceback(tostring(e), 2)
     return e
@@ -72,6 +85,7 @@ function M.spawn(fn, ...)
       task.err = r[2]
       unclaimed[#unclaimed + 1] = task
     end
+    wake(task)
   end)
   assert(coroutine.resume(task.co, ...))  -- the body is protected
   return task
@@ -93,14 +107,36 @@ function Task:result()
   return table.unpack(self.results, 1, self.results.n)
 end
 
+--- Wait for the task and return its outcome, as `result` does (and so
+-- claim its error). In a coroutine, waits by yielding; elsewhere, runs
+-- the loop until the task is done.
+function Task:wait()
+  self.claimed = true
+  local co, main = coroutine.running()
+  if main or not coroutine.isyieldable() then
+    while not self.finished and M.run("once") do end
+    if not self.finished then
+      error("task cannot finish: the loop has nothing left to run", 2)
+    end
+  else
+    while not self.finished do
+      self.waiters[co] = true
+      waiting[co] = self
+      coroutine.yield(M.PENDING)
+      waiting[co] = nil
+    end
+  end
+  return self:result()
+end
+
 --- Run the loop in use until it stops (`mode`: "default", "once" or
 -- "nowait", as `uv_run`). Then raise, with its traceback, the first
 -- error no one claimed: of a task, or of a coroutine uvrequire resumed.
 -- @return true if the loop still has work
 function M.run(mode)
   local alive = core.run(mode)
-  local kept = core.takeerrors()
-  if kept[1] then error(kept[1], 0) end
+  for _, e in ipairs(core.takeerrors()) do kept[#kept + 1] = e end
+  if kept[1] then error(table.remove(kept, 1), 0) end
   while unclaimed[1] do
     local task = table.remove(unclaimed, 1)
     if not task.claimed then

@@ -1,9 +1,12 @@
 --- Shared helpers for the specs (require "helper").
+-- luv first: the whole suite then shares luv's loop with uvrequire.
+local luv = require "luv"
 local uvrequire = require "uvrequire"
 
 local H = {}
 
 H.uv = uvrequire
+H.luv = luv
 --- Stock Lua 5.4 `require`, as the package library made it.
 H.stock = rawget(_G, "require")
 assert(H.stock ~= uvrequire.require, "helper loaded after install()")

@@ -1,0 +1,231 @@
+-- Awaitable imports: require yields in coroutines while the executor
+-- works, and the loop keeps running.
+local H = require "helper"
+local U, uv = H.uv, H.luv
+
+describe("awaitable require", function()
+  local dir, oldpath
+
+  before_each(function()
+    dir = H.tmpdir()
+    oldpath = package.path
+    package.path = dir .. "/?.lua"
+  end)
+
+  after_each(function()
+    package.path = oldpath
+    H.clean()
+    H.rmtree(dir)
+  end)
+
+  it("delivers imports on luv's loop when luv came first", function()
+    H.write(dir .. "/first.lua", "return 'first'")
+    assert.same({ true, "first", dir .. "/first.lua" },
+                { H.task(U.require, "first") })
+    assert.equals("luv", U.loopinfo().kind)
+  end)
+
+  it("keeps the loop running while the executor blocks on a FIFO",
+     function()
+    local fifo = dir .. "/fifo_mod.lua"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    local ticks, waiting_at_write = 0, nil
+    local t = U.spawn(U.require, "fifo_mod")
+    assert.is_false(t:done())  -- it yielded: the executor is blocked
+    local timer = uv.new_timer()
+    timer:start(1, 1, function()
+      ticks = ticks + 1
+      if ticks == 5 then
+        waiting_at_write = not t:done()
+        -- the executor has the FIFO open for reading (or is opening
+        -- it), so this open does not wait for long
+        local f = assert(io.open(fifo, "w"))
+        f:write("return { from = 'fifo', ... }")
+        f:close()
+      elseif t:done() then
+        timer:close()
+      end
+    end)
+    U.run()
+    assert.is_true(waiting_at_write)
+    assert.is_true(ticks > 5)
+    local ok, m, where = t:result()
+    assert.is_true(ok)
+    assert.same({ from = "fifo", "fifo_mod", fifo }, m)
+    assert.equals(fifo, where)
+  end)
+
+  it("lets a module body yield on a timer; resumes nothing else",
+     function()
+    H.write(dir .. "/sleepy.lua", [[
+      local uv = require "luv"
+      local co = coroutine.running()
+      local t = uv.new_timer()
+      t:start(2, 0, function()
+        t:close()
+        assert(coroutine.resume(co, "from the timer"))
+      end)
+      local v = coroutine.yield()
+      return { woke = v }
+    ]])
+    local ok, m = H.task(U.require, "sleepy")
+    assert.is_true(ok)
+    -- had uvrequire resumed the body, it would have woken with nothing
+    assert.same({ woke = "from the timer" }, m)
+  end)
+
+  it("completes while four blocked fs_reads fill luv's threadpool",
+     function()
+    local fds, reads = {}, 0
+    for i = 1, 4 do
+      local p = dir .. "/pool" .. i
+      assert(os.execute("mkfifo '" .. p .. "'"))
+      fds[i] = assert(uv.fs_open(p, "r+", 0))  -- O_RDWR: no wait
+      uv.fs_read(fds[i], 16, -1, function(err, data)
+        assert.is_nil(err)
+        assert.equals("x", data)
+        reads = reads + 1
+      end)
+    end
+    H.write(dir .. "/plain.lua", "return 'plain'")
+    local t = U.spawn(U.require, "plain")
+    while not t:done() do U.run("once") end
+    assert.equals(0, reads)  -- the threadpool is still blocked
+    assert.same({ true, "plain", dir .. "/plain.lua" }, { t:result() })
+    for i = 1, 4 do assert(uv.fs_write(fds[i], "x", -1)) end
+    U.run()
+    assert.equals(4, reads)
+    for i = 1, 4 do assert(uv.fs_close(fds[i])) end
+  end)
+
+  it("serves hundreds of coroutines requiring dozens of modules",
+     function()
+    local NMOD, NTASK, PER = 40, 300, 12
+    for i = 1, NMOD do
+      H.write(("%s/many%d.lua"):format(dir, i),
+              ("return { id = %d, name = ... }"):format(i))
+    end
+    math.randomseed(1234)
+    local tasks, want = {}, {}
+    for k = 1, NTASK do
+      local ids = {}
+      for j = 1, PER do ids[j] = math.random(NMOD) end
+      want[k] = ids
+      tasks[k] = U.spawn(function()
+        local got = {}
+        for j, id in ipairs(ids) do
+          local m = U.require("many" .. id)
+          got[j] = m.id
+          assert(m.name == "many" .. id)
+        end
+        return got
+      end)
+    end
+    U.run()
+    for k = 1, NTASK do
+      local ok, got = tasks[k]:result()
+      assert.is_true(ok)
+      assert.same(want[k], got)
+    end
+    for i = 1, NMOD do package.loaded["many" .. i] = nil end
+  end)
+
+  it("stays synchronous on the main thread", function()
+    H.write(dir .. "/topmod.lua", "return 'top'")
+    assert.is_true(select(2, coroutine.running()))
+    assert.same({ "top", dir .. "/topmod.lua" }, { U.require("topmod") })
+    assert.equals(0, U.loopinfo().jobs)  -- nothing was left in flight
+    package.loaded.topmod = nil
+  end)
+
+  it("loads synchronously across a C-call boundary (sort comparator)",
+     function()
+    H.write(dir .. "/insort.lua", "return 1")
+    local ok, r = H.task(function()
+      local t = { 3, 1, 2 }
+      table.sort(t, function(a, b) return a + U.require("insort") <
+                                          b + U.require("insort") end)
+      return table.concat(t, ",")
+    end)
+    assert.is_true(ok)
+    assert.equals("1,2,3", r)
+    package.loaded.insort = nil
+  end)
+
+  it("yields PENDING to a generator's consumer; sync() opts out",
+     function()
+    H.write(dir .. "/genmod.lua", "return 'g'")
+    local function gen(require)
+      return coroutine.wrap(function()
+        coroutine.yield(require("genmod"))
+        coroutine.yield("second")
+      end)
+    end
+    -- waiting by yielding hands the consumer PENDING until done
+    local next_value = gen(U.require)
+    local first = next_value()
+    assert.equals(U.PENDING, first)
+    local v = first
+    while v == U.PENDING do v = next_value() end
+    assert.equals("g", v)
+    assert.equals("second", next_value())
+    package.loaded.genmod = nil
+    -- under sync(), the generator yields only its own values
+    local values = {}
+    for x in coroutine.wrap(function()
+      U.sync(function()
+        coroutine.yield(U.require("genmod"))
+        coroutine.yield("second")
+      end)
+    end) do values[#values + 1] = x end
+    assert.same({ "g", "second" }, values)
+    package.loaded.genmod = nil
+  end)
+
+  it("resumes a coroutine.wrap started in a luv callback", function()
+    H.write(dir .. "/incb.lua", "return 'cb'")
+    local got
+    local timer = uv.new_timer()
+    timer:start(0, 0, function()
+      timer:close()
+      coroutine.wrap(function() got = U.require("incb") end)()
+    end)
+    U.run()
+    assert.equals("cb", got)
+    package.loaded.incb = nil
+  end)
+
+  it("never loses an error: run() raises it unless the task claims it",
+     function()
+    H.write(dir .. "/bad.lua", "error('bad module body')")
+    local t = U.spawn(U.require, "bad")
+    assert.has_error(function() U.run() end)
+    assert.is_true(t:done())
+    -- claimed by waiting on it: no raise
+    local t2 = U.spawn(U.require, "bad")
+    local ok, err = t2:wait()
+    assert.is_false(ok)
+    assert.matches("bad module body", err)
+    -- a bare coroutine resumed by uvrequire: its error goes to run()
+    local timer = uv.new_timer()
+    timer:start(0, 0, function()
+      timer:close()
+      coroutine.wrap(function() U.require("bad") end)()
+    end)
+    local ok2, msg = pcall(U.run)
+    assert.is_false(ok2)
+    assert.matches("bad module body", msg)
+    assert.matches("stack traceback", msg)
+  end)
+
+  it("lets a task wait for another task", function()
+    H.write(dir .. "/waited.lua", "return 'w'")
+    local inner = U.spawn(U.require, "waited")
+    local outer = U.spawn(function()
+      local ok, m = inner:wait()
+      return ok, m
+    end)
+    assert.same({ true, true, "w" }, { outer:wait() })
+    package.loaded.waited = nil
+  end)
+end)
