@@ -13,6 +13,7 @@ static const luaL_Reg corefuncs[] = {
   {"loopinfo", ur_l_loopinfo},
   {"takeerrors", ur_l_takeerrors},
   {"setyield", ur_l_setyield},
+  {"status", ur_l_status},
   {NULL, NULL}
 };
 

@@ -22,6 +22,7 @@ struct ur_runtime {
   int running;          /* inside 'uvrequire.run' */
   int closed;           /* state is closing: no more notices */
   ur_job *jobs;         /* jobs with a live notice (lnext/lprev) */
+  uv_async_t *wake;     /* pending wake-up of waiters, or NULL */
 };
 
 /* a job's completion notice; 'h' first so a handle is a notice */
@@ -91,6 +92,48 @@ static void ondone (uv_async_t *h) {
 }
 
 
+/* protected part of 'onwake': runs on the callback thread */
+static int l_onwake (lua_State *L) {
+  ur_load_wakeall(L);
+  return 0;
+}
+
+
+/* loads ended: resume the threads waiting on them (loop thread) */
+static void onwake (uv_async_t *h) {
+  notice *n = (notice *)h;
+  ur_runtime *rt = n->rt;
+  rt->wake = NULL;
+  uv_close((uv_handle_t *)h, freenotice);
+  lua_pushcfunction(rt->cb, l_onwake);
+  if (lua_pcall(rt->cb, 0, 0, 0) != LUA_OK)
+    lua_pop(rt->cb, 1);  /* pop the error */
+}
+
+
+/*
+** Have the loop wake the waiters of ended loads at its next turn (not
+** now: the caller is in the middle of a driver's 'require').
+*/
+void ur_runtime_wake (lua_State *L, ur_runtime *rt) {
+  uv_loop_t *loop;
+  notice *n;
+  if (rt->wake != NULL || rt->closed) return;
+  loop = ur_runtime_loop(L, rt);
+  n = (notice *)malloc(sizeof(*n));
+  if (n == NULL) luaL_error(L, "not enough memory");
+  if (uv_async_init(loop, &n->h, onwake) != 0) {
+    free(n);
+    luaL_error(L, "uvrequire: cannot wake waiters");
+  }
+  n->h.data = NULL;
+  n->job = NULL;
+  n->rt = rt;
+  rt->wake = &n->h;
+  uv_async_send(&n->h);
+}
+
+
 static void closewalk (uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -105,6 +148,10 @@ static int rt_gc (lua_State *L) {
   ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
   while (rt->jobs != NULL)
     closenotice(rt, rt->jobs);
+  if (rt->wake != NULL) {
+    uv_close((uv_handle_t *)rt->wake, freenotice);
+    rt->wake = NULL;
+  }
   rt->closed = 1;
   if (rt->loop == &rt->own) {
     uv_walk(&rt->own, closewalk, NULL);
@@ -261,6 +308,7 @@ int ur_l_loopinfo (lua_State *L) {
   int jobs = 0, handles = 0;
   ur_job *j;
   for (j = rt->jobs; j != NULL; j = j->lnext) jobs++;
+  if (rt->wake != NULL) jobs++;
   if (rt->loop != NULL) uv_walk(rt->loop, countwalk, &handles);
   lua_createtable(L, 0, 3);
   lua_pushstring(L, rt->kind);

@@ -12,8 +12,11 @@
 ** until it is done.  The loader is called with 'lua_callk', so a module
 ** body may itself yield.
 **
-** Slow-path stack frame, kept across yields:
-**   1 name   2 LOADED   3 searchers   4 messages so far   5 job ref
+** A module not yet loaded has a load record (load.c) that owns its
+** search state and job; the 'require' frame that drives it, or waits
+** for it, holds a to-be-closed guard.  Slow-path stack frame, kept
+** across yields:
+**   1 name   2 LOADED   3 searchers   4 load record   5 guard
 */
 
 #include <stdlib.h>
@@ -23,28 +26,20 @@
 #include "lualib.h"
 
 
-#define FRAME     5
-#define JOBREF    "uvrequire.job"
+#define LOADIDX   4
+#define FRAME     5  /* the guard, to-be-closed: nothing goes below */
 
 /* the value a waiting 'require' yields; exported as uvrequire.PENDING */
 static const char PENDING = 'p';
-/* registry keys (by address) */
-static const char INFLIGHT = 'i';  /* job (light ud) -> its job ref */
-static const char NOYIELD = 'n';   /* thread -> true: never yield */
-static const char ERRORS = 'e';    /* errors of resumed coroutines */
+/* registry key (by address): thread -> true: never wait by yielding */
+static const char NOYIELD = 'n';
 
 /* the standard searchers, found once per process ('findstd') */
 static lua_CFunction stdsearcher[4];
 static uv_once_t stdonce = UV_ONCE_INIT;
 
-/* a full userdata owning one job; its user value: the waiting thread */
-typedef struct jobref {
-  ur_job *job;
-  ur_runtime *rt;
-} jobref;
 
-
-static int k_job (lua_State *L, int status, lua_KContext ctx);
+static int k_wait (lua_State *L, int status, lua_KContext ctx);
 static int k_loaded (lua_State *L, int status, lua_KContext ctx);
 
 
@@ -91,50 +86,19 @@ static int stdkind (lua_State *L, int idx) {
 }
 
 
-/*
-** Release the job of a job ref, if any (Lua thread): it leaves
-** INFLIGHT, so no completion can resume its waiter any more, and its
-** notice is closed.  Stack: net zero.
-*/
-static void unref (lua_State *L, jobref *ref) {
-  if (ref->job != NULL) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT);
-    lua_pushnil(L);
-    lua_rawsetp(L, -2, ref->job);  /* INFLIGHT[job] = nil */
-    lua_pop(L, 1);  /* pop INFLIGHT */
-    ur_runtime_drop(ref->rt, ref->job);
-    ref->job = NULL;
-  }
-}
-
-
-static int jobref_gc (lua_State *L) {
-  unref(L, (jobref *)lua_touserdata(L, 1));
-  return 0;
-}
-
-
-/* create the registry tables and the job ref metatable; push PENDING */
+/* create the registry tables and metatables; push PENDING */
 void ur_require_init (lua_State *L) {
   uv_once(&stdonce, findstd);
-  if (luaL_newmetatable(L, JOBREF)) {
-    lua_pushcfunction(L, jobref_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);  /* pop metatable */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT) == LUA_TNIL) {
-    lua_newtable(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &INFLIGHT);
+  ur_load_init(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NOYIELD) == LUA_TNIL) {
     lua_newtable(L);  /* NOYIELD, weak keys */
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "k");
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &NOYIELD);
-    lua_newtable(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &ERRORS);
   }
-  lua_pop(L, 1);  /* pop INFLIGHT or nil */
+  lua_pop(L, 1);  /* pop NOYIELD or nil */
   lua_pushlightuserdata(L, (void *)&PENDING);
 }
 
@@ -171,29 +135,18 @@ static const char *checkname (lua_State *L, const char *fname) {
 }
 
 
-/* append "\n\t" .. the string at the top to the messages; pops it */
-static void addmessage (lua_State *L) {
-  lua_pushliteral(L, "\n\t");
-  lua_rotate(L, -2, 1);
-  lua_pushvalue(L, 4);
-  lua_rotate(L, -3, 1);
-  lua_concat(L, 3);  /* messages .. "\n\t" .. s */
-  lua_replace(L, 4);
-}
-
-
 /*
 ** Build a job of the standard file searchers from 'i' on (at least the
 ** one at 'i'), reading each one's template list from the 'package'
 ** table it closes over, as 'findfile' does.  The job belongs to the
-** job ref at FRAME from the start.  Returns the index after the run.
+** load record from the start.  Returns the index after the run.
 */
-static int buildjob (lua_State *L, int i, jobref *ref) {
+static int buildjob (lua_State *L, int i, ur_load *ld) {
   ur_job *job = (ur_job *)calloc(1, sizeof(ur_job));
   int kind, oom;
   if (job == NULL) luaL_error(L, "not enough memory");
-  ref->job = job;  /* from here on, 'unref' frees it */
-  ref->rt = ur_runtime_get(L);
+  ld->job = job;  /* from here on, the load record frees it */
+  ld->rt = ur_runtime_get(L);
   job->name = strdup(lua_tostring(L, 1));
   oom = (job->name == NULL);
   while (job->nsteps < UR_MAXSTEPS) {
@@ -231,23 +184,31 @@ static int canyield (lua_State *L) {
 }
 
 
-static int afterjob (lua_State *L, int next);
+/* wait by yielding; 'k_wait' looks again when resumed */
+static int wait (lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&PENDING);
+  return lua_yieldk(L, 1, 0, k_wait);
+}
+
+
+static int afterjob (lua_State *L);
 static int callloader (lua_State *L);
 
 
 /*
-** 'findloader' from searcher 'i' on.  Ends by calling the loader it
-** finds, or by raising "module not found".  May yield.
+** 'findloader' from the load's next searcher on.  Ends by calling the
+** loader it finds, or by raising "module not found".  May yield.
 */
-static int findloader (lua_State *L, int i) {
+static int findloader (lua_State *L) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
   const char *name = lua_tostring(L, 1);
-  for (;; i++) {
-    int next;
-    jobref *ref;
-    if (lua_rawgeti(L, 3, i) == LUA_TNIL) {  /* no more searchers */
+  for (;; ld->next++) {
+    int err;
+    if (lua_rawgeti(L, 3, ld->next) == LUA_TNIL) {  /* no more */
       lua_pop(L, 1);
+      ur_load_pushmsgs(L, LOADIDX);
       return luaL_error(L, "module '%s' not found:%s", name,
-                        lua_tostring(L, 4));
+                        lua_tostring(L, -1));
     }
     if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
       lua_pushstring(L, name);
@@ -256,62 +217,60 @@ static int findloader (lua_State *L, int i) {
         return callloader(L);
       else if (lua_isstring(L, -2)) {  /* searcher returned a message */
         lua_pop(L, 1);
-        addmessage(L);
+        lua_pushliteral(L, "\n\t");
+        lua_rotate(L, -2, 1);
+        lua_concat(L, 2);
+        ur_load_addmsg(L, LOADIDX);  /* pops it */
       }
       else
         lua_pop(L, 2);  /* no message */
       continue;
     }
     lua_pop(L, 1);  /* pop searcher */
-    ref = (jobref *)lua_touserdata(L, FRAME);
-    next = buildjob(L, i, ref);
+    ld->next = buildjob(L, ld->next, ld);
     if (canyield(L)) {
-      int err = ur_runtime_submit(L, ref->rt, ref->job, 1);
-      if (err != 0)
-        return luaL_error(L, "uvrequire: cannot submit import: %s",
-                          uv_strerror(err));
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT);
-      lua_pushvalue(L, FRAME);
-      lua_pushthread(L);
-      lua_setiuservalue(L, -2, 1);  /* job ref remembers its waiter */
-      lua_rawsetp(L, -2, ref->job);  /* INFLIGHT[job] = job ref */
-      lua_pop(L, 1);  /* pop INFLIGHT */
-      lua_pushlightuserdata(L, (void *)&PENDING);
-      return lua_yieldk(L, 1, next, k_job);
+      if ((err = ur_runtime_submit(L, ld->rt, ld->job, 1)) == 0) {
+        ur_load_injob(L, LOADIDX, ld);
+        return wait(L);
+      }
     }
-    else {
-      int err = ur_runtime_submit(L, ref->rt, ref->job, 0);
-      if (err != 0)
-        return luaL_error(L, "uvrequire: cannot submit import: %s",
-                          uv_strerror(err));
-      ur_exec_wait(ref->job);
-      return afterjob(L, next);
+    else if ((err = ur_runtime_submit(L, ld->rt, ld->job, 0)) == 0) {
+      ur_exec_wait(ld->job);
+      return afterjob(L);
     }
+    return luaL_error(L, "uvrequire: cannot submit import: %s",
+                      uv_strerror(err));
   }
-}
-
-
-/* resumed after yielding for a job: go on if it is done */
-static int k_job (lua_State *L, int status, lua_KContext ctx) {
-  jobref *ref = (jobref *)lua_touserdata(L, FRAME);
-  (void)status;
-  lua_settop(L, FRAME);  /* drop whatever the resumer passed */
-  if (!ur_exec_isdone(ref->job)) {  /* resumed by someone else: wait on */
-    lua_pushlightuserdata(L, (void *)&PENDING);
-    return lua_yieldk(L, 1, ctx, k_job);
-  }
-  return afterjob(L, (int)ctx);
 }
 
 
 /*
-** The job at FRAME is done: take its results.  Libraries it opened go
-** to _CLIBS; a loader found is pushed and called; a miss adds its
-** messages and the search goes on at searcher 'next'.
+** Resumed while waiting: on an ended load, its outcome; if we drive it
+** and its job is done, go on; else (resumed by someone else) wait on.
 */
-static int afterjob (lua_State *L, int next) {
-  jobref *ref = (jobref *)lua_touserdata(L, FRAME);
-  ur_job *job = ref->job;
+static int k_wait (lua_State *L, int status, lua_KContext ctx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
+  (void)status; (void)ctx;
+  lua_settop(L, FRAME);  /* drop whatever the resumer passed */
+  if (ld->state == UR_LDONE || ld->state == UR_LFAIL) {
+    int n = ur_load_outcome(L, LOADIDX);  /* raises a failure */
+    return lua_toboolean(L, lua_upvalueindex(2)) ? (lua_pop(L, 1), 1) : n;
+  }
+  if (ld->driver == L && ld->state == UR_LSEARCH && ld->job != NULL &&
+      ur_exec_isdone(ld->job))
+    return afterjob(L);
+  return wait(L);
+}
+
+
+/*
+** The load's job is done: take its results.  Libraries it opened go to
+** _CLIBS; a loader found is pushed and called; a miss adds its
+** messages and the search goes on.
+*/
+static int afterjob (lua_State *L) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
+  ur_job *job = ld->job;
   int i;
   for (i = 0; i < job->nsteps; i++) {
     if (job->steps[i].lib != NULL) {
@@ -323,15 +282,13 @@ static int afterjob (lua_State *L, int next) {
   switch (job->outcome) {
     case UR_RAISE:
       lua_pushlstring(L, job->msg.p, job->msg.n);
-      unref(L, ref);
+      ur_load_dropjob(L, ld);
       return lua_error(L);
     case UR_NOTFOUND:
-      lua_pushvalue(L, 4);
       lua_pushlstring(L, job->msg.p, job->msg.n);  /* "\n\t"-led */
-      lua_concat(L, 2);
-      lua_replace(L, 4);  /* messages .= the job's */
-      unref(L, ref);
-      return findloader(L, next);
+      ur_load_addmsg(L, LOADIDX);
+      ur_load_dropjob(L, ld);
+      return findloader(L);
     default:  /* UR_FOUND */
       if (job->code == NULL)
         lua_pushcfunction(L, job->open);
@@ -339,11 +296,11 @@ static int afterjob (lua_State *L, int next) {
                != LUA_OK) {
         lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                         lua_tostring(L, 1), job->file, lua_tostring(L, -1));
-        unref(L, ref);
+        ur_load_dropjob(L, ld);
         return lua_error(L);
       }
       lua_pushstring(L, job->file);  /* loader data */
-      unref(L, ref);
+      ur_load_dropjob(L, ld);
       return callloader(L);
   }
 }
@@ -357,6 +314,7 @@ static int afterjob (lua_State *L, int next) {
 
 /* stack: ...; loader; loader data.  Run the loader as 'll_require'. */
 static int callloader (lua_State *L) {
+  ((ur_load *)lua_touserdata(L, LOADIDX))->state = UR_LRUN;
   lua_rotate(L, -2, 1);  /* function <-> loader data */
   lua_pushvalue(L, 1);  /* name is 1st argument to module loader */
   lua_pushvalue(L, -3);  /* loader data is 2nd argument */
@@ -366,23 +324,62 @@ static int callloader (lua_State *L) {
 }
 
 
-/* stack: ...; loader data; result from loader.  Store and return. */
+/*
+** stack: ...; loader data; result from loader.  The final value is, as
+** in 'll_require', the loader's result if not nil, else what the body
+** stored in package.loaded (its provisional value, or a raw store),
+** else true.  It reaches LOADED, waiters are told, and it is returned.
+*/
 static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
-  const char *name = lua_tostring(L, 1);
   (void)status; (void)ctx;
-  if (!lua_isnil(L, -1))  /* non-nil return? */
-    lua_setfield(L, 2, name);  /* LOADED[name] = returned value */
-  else
-    lua_pop(L, 1);  /* pop nil */
-  if (lua_getfield(L, 2, name) == LUA_TNIL) {  /* module set no value? */
-    lua_pushboolean(L, 1);  /* use true as result */
-    lua_copy(L, -1, -2);  /* replace loader result */
-    lua_setfield(L, 2, name);  /* LOADED[name] = true */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    ur_load_pushvalue(L, LOADIDX);  /* provisional value */
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, 1);
+      lua_rawget(L, 2);  /* a raw store in LOADED */
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);  /* use true as result */
+      }
+    }
   }
+  ur_load_succeed(L, LOADIDX);
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
     return 1;  /* module result */
   lua_rotate(L, -2, 1);  /* loader data <-> module result */
   return 2;  /* return module result and loader data */
+}
+
+
+/*
+** Wait for the load at LOADIDX, driven by another thread or by this
+** one (then it is a cycle within the chain: the module stored no value
+** yet).  A cycle across threads returns the module's stored value if
+** it has one; else it raises.  A thread that cannot yield takes the
+** load over while it is still searching.
+*/
+static int await (lua_State *L, ur_load *ld) {
+  if (ur_load_cycle(L, LOADIDX)) {  /* pushes the message */
+    if (ld->driver != L) {
+      ur_load_pushvalue(L, LOADIDX);
+      if (!lua_isnil(L, -1)) return 1;  /* rule 11, across threads */
+      lua_pop(L, 1);
+    }
+    return luaL_error(L, "%s", lua_tostring(L, -1));
+  }
+  if (ld->driver == L)  /* not found as a cycle: cannot happen */
+    return luaL_error(L, "circular require: %s -> %s",
+                      lua_tostring(L, 1), lua_tostring(L, 1));
+  ur_load_guard(L, LOADIDX);  /* FRAME */
+  if (canyield(L)) {
+    ur_load_addwaiter(L, LOADIDX);
+    return wait(L);
+  }
+  ur_load_takeover(L, LOADIDX, ld);  /* raises if its body runs */
+  if (ld->job != NULL) ur_exec_wait(ld->job);
+  return afterjob(L);
 }
 
 
@@ -393,19 +390,21 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
 */
 static int dorequire (lua_State *L, const char *fname) {
   const char *name = checkname(L, fname);
+  ur_load *ld;
   lua_settop(L, 1);  /* LOADED table will be at index 2 */
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, 2, name);  /* LOADED[name] */
+  lua_getfield(L, 2, name);  /* LOADED[name]; a driver sees its own */
   if (lua_toboolean(L, -1))  /* is it there? */
     return 1;  /* package is already loaded */
   lua_pop(L, 1);  /* remove 'getfield' result */
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
     return luaL_error(L, "'package.searchers' must be a table");
-  lua_pushliteral(L, "");  /* 4: messages */
-  lua_newuserdatauv(L, sizeof(jobref), 1);  /* 5: job ref, empty */
-  memset(lua_touserdata(L, FRAME), 0, sizeof(jobref));
-  luaL_setmetatable(L, JOBREF);
-  return findloader(L, 1);
+  if ((ld = ur_load_find(L, name)) != NULL)  /* LOADIDX */
+    return await(L, ld);
+  ld = ur_load_new(L, name);  /* LOADIDX */
+  ur_load_guard(L, LOADIDX);  /* FRAME */
+  ur_load_drive(L, LOADIDX, ld);
+  return findloader(L);
 }
 
 
@@ -416,58 +415,6 @@ int ur_l_require (lua_State *L) {
 
 int ur_l_import_module (lua_State *L) {
   return dorequire(L, "import_module");
-}
-
-/* }====================================================== */
-
-
-/* {======================================================
-** Completion and the waiting threads
-** ======================================================= */
-
-/* keep the error of a resumed coroutine, with its traceback */
-static void keeperror (lua_State *L, lua_State *co) {
-  const char *msg = lua_tostring(co, -1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ERRORS);
-  luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  lua_pop(L, 1);  /* pop ERRORS */
-  lua_resetthread(co);  /* close its pending to-be-closed variables */
-}
-
-
-/*
-** Job 'job' is done; on the loop, on the callback thread 'L'.  Resume
-** the thread waiting for it, if it still waits: its 'k_job' takes the
-** results.  Whatever it yields next is not ours to look at; an error
-** it raises has no resumer to go to, so it is kept for 'run'.
-*/
-void ur_require_done (lua_State *L, ur_job *job) {
-  lua_State *co = NULL;
-  int nres, status;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &INFLIGHT);
-  if (lua_rawgetp(L, -1, job) != LUA_TUSERDATA)
-    return;  /* nobody waits */
-  if (lua_getiuservalue(L, -1, 1) == LUA_TTHREAD)  /* push waiter */
-    co = lua_tothread(L, -1);
-  lua_pushnil(L);
-  lua_rawsetp(L, -4, job);  /* INFLIGHT[job] = nil */
-  if (co == NULL || lua_status(co) != LUA_YIELD)
-    return;  /* closed, or running for someone else: 'k_job' copes */
-  status = lua_resume(co, L, 0, &nres);
-  if (status == LUA_OK || status == LUA_YIELD)
-    lua_pop(co, nres);
-  else
-    keeperror(L, co);
-}
-
-
-/* core.takeerrors(): the errors kept so far, oldest first, as a list */
-int ur_l_takeerrors (lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ERRORS);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &ERRORS);
-  return 1;
 }
 
 

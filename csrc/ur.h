@@ -156,7 +156,43 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job,
 /* the runtime gives up 'job' (results consumed or owner gone) */
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 
-/* require.c: called on the loop when 'job' is done */
+/* wake the threads waiting on ended loads, on the loop, soon */
+void ur_runtime_wake (lua_State *L, ur_runtime *rt);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Load records (load.c)
+** ======================================================= */
+
+enum { UR_LSEARCH, UR_LRUN, UR_LDONE, UR_LFAIL };
+
+typedef struct ur_load {
+  ur_job *job;          /* job in flight or done, owned; or NULL */
+  ur_runtime *rt;       /* runtime the job was submitted to */
+  int state;            /* UR_L* */
+  int next;             /* next searcher to try */
+  lua_State *driver;    /* thread driving the load, or NULL */
+} ur_load;
+
+void ur_load_init (lua_State *L);
+ur_load *ur_load_find (lua_State *L, const char *name);
+ur_load *ur_load_new (lua_State *L, const char *name);
+void ur_load_guard (lua_State *L, int idx);
+void ur_load_drive (lua_State *L, int idx, ur_load *ld);
+void ur_load_takeover (lua_State *L, int idx, ur_load *ld);
+int ur_load_cycle (lua_State *L, int idx);
+void ur_load_addwaiter (lua_State *L, int idx);
+void ur_load_injob (lua_State *L, int idx, ur_load *ld);
+void ur_load_dropjob (lua_State *L, ur_load *ld);
+void ur_load_addmsg (lua_State *L, int idx);
+void ur_load_pushmsgs (lua_State *L, int idx);
+void ur_load_pushvalue (lua_State *L, int idx);
+void ur_load_succeed (lua_State *L, int idx);
+int ur_load_outcome (lua_State *L, int idx);
+void ur_load_wakeall (lua_State *L);
+/* called on the loop when 'job' is done */
 void ur_require_done (lua_State *L, ur_job *job);
 
 /* loop.c / require.c: entry points registered in luaopen */
@@ -166,6 +202,7 @@ int ur_l_import_module (lua_State *L);
 int ur_l_loopinfo (lua_State *L);
 int ur_l_takeerrors (lua_State *L);
 int ur_l_setyield (lua_State *L);
+int ur_l_status (lua_State *L);
 void ur_require_init (lua_State *L);
 
 /* }====================================================== */

@@ -16,6 +16,8 @@ local M = {
   import_module = core.import_module,
   --- A table describing the loop in use (kind, jobs, handles, threads).
   loopinfo = core.loopinfo,
+  --- "loaded", "loading" or nil.
+  status = core.status,
 }
 
 local replaced = nil  -- the global `require` that install() replaced
