@@ -98,10 +98,11 @@ static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
 
 
 /*
-** Read 'file', open as 'f' (closed here), and compile it in 'W' (NULL
-** if the worker had no memory for a state).  On success returns 1 with
-** the bytecode in 'code'; on failure returns 0 with the loader's
-** message in 'err'.  Leaves the stack of 'W' empty.
+** Read 'file', open as 'f' (closed here), and compile it in 'W'.  On
+** success returns 1 with the bytecode in 'code'; on failure returns 0
+** with the loader's message in 'err'.  Leaves the stack of 'W' empty.
+** With 'W' NULL (a job run on the Lua thread, which compiles there)
+** only reads: 'code' gets the text as the parser would see it.
 */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err) {
@@ -114,8 +115,14 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
     goto done;
   text = loadtext(src.p ? src.p : "", src.n, &tmp, &len);
   ur_buf_addf(&name, "@%s", file);
-  if (W == NULL || src.oom || tmp.oom || name.oom) {
+  if (src.oom || tmp.oom || name.oom) {
     ur_buf_adds(err, "not enough memory");
+    goto done;
+  }
+  if (W == NULL) {  /* read only: hand over the text */
+    ur_buf_add(code, text, len);
+    ok = !code->oom;
+    if (!ok) ur_buf_adds(err, "not enough memory");
     goto done;
   }
   if (luaL_loadbufferx(W, text, len, name.p, NULL) != LUA_OK) {

@@ -175,7 +175,7 @@ static void unqueue (ur_job *job) {
 /*
 ** The owner lets go of 'job' (its completion signal must already be
 ** detached).  A queued job is cancelled, a running one is left to its
-** worker to free, a finished one is freed now.
+** worker to free, a finished (or never submitted) one is freed now.
 */
 void ur_exec_release (ur_job *job) {
   int freeit = 1;

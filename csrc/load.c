@@ -138,8 +138,9 @@ ur_load *ur_load_new (lua_State *L, const char *name) {
   lua_setfield(L, -2, name);  /* LOADING[name] = load */
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushstring(L, name);
   lua_pushnil(L);
-  lua_setfield(L, -2, name);  /* raw: the key, if any, holds false */
+  lua_rawset(L, -3);  /* the key, if any, holds false */
   lua_pop(L, 1);
   return ld;
 }
@@ -187,24 +188,40 @@ static void schedulewake (lua_State *L, int idx, ur_load *ld) {
 }
 
 
-/* the load at 'idx' leaves LOADING; LOADED[name] gets 'value' (top) */
-static void settle (lua_State *L, int idx, int state) {
-  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
+/* the load at 'idx' leaves LOADING (name pushed and left) */
+static const char *leave (lua_State *L, int idx) {
   const char *name;
-  idx = lua_absindex(L, idx);
   lua_getiuservalue(L, idx, UV_NAME);
   name = lua_tostring(L, -1);
-  ld->state = state;
-  ur_load_dropjob(L, ld);
   pushtable(L, &LOADING);
   lua_pushnil(L);
   lua_setfield(L, -2, name);  /* LOADING[name] = nil */
   lua_pop(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, name);  /* LOADED[name] = value (or nil) */
-  lua_pop(L, 3);  /* pop LOADED, name, value */
-  schedulewake(L, idx, ld);
+  return name;
+}
+
+
+/*
+** The body of the load at 'idx' returned: the load leaves LOADING, and
+** the value it stored for itself, if any, becomes a plain (raw) entry
+** of LOADED, where stock Lua would have had it all along.
+** Stack: net zero.
+*/
+void ur_load_unguard (lua_State *L, int idx) {
+  const char *name;
+  idx = lua_absindex(L, idx);
+  name = leave(L, idx);
+  if (lua_getiuservalue(L, idx, UV_VALUE) != LUA_TNIL) {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_rotate(L, -2, 1);
+    lua_pushstring(L, name);
+    lua_rotate(L, -2, 1);
+    lua_rawset(L, -3);  /* LOADED[name] = value, raw */
+    lua_pop(L, 1);  /* pop LOADED */
+  }
+  else
+    lua_pop(L, 1);  /* pop nil */
+  lua_pop(L, 1);  /* pop name */
 }
 
 
@@ -213,25 +230,38 @@ static void settle (lua_State *L, int idx, int state) {
 ** the loader data.  Both stay on the stack for the driver to return.
 */
 void ur_load_succeed (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, UV_VALUE);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, idx, UV_DATA);
-  lua_pushvalue(L, -1);
-  settle(L, idx, UR_LDONE);
+  ld->state = UR_LDONE;
+  ur_load_dropjob(L, ld);
+  schedulewake(L, idx, ld);
 }
 
 
-/* the load at 'idx' failed with the error at the top (left there) */
+/*
+** The load at 'idx' failed with the error at the top (left there):
+** whatever it stored in LOADED goes, raw entry included.
+*/
 static void fail (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, UV_DATA);
   lua_pushnil(L);
   lua_setiuservalue(L, idx, UV_VALUE);  /* the half-built value goes */
+  ld->state = UR_LFAIL;
+  ur_load_dropjob(L, ld);
+  leave(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_rotate(L, -2, 1);  /* name on top */
   lua_pushnil(L);
-  settle(L, idx, UR_LFAIL);
+  lua_rawset(L, -3);  /* LOADED[name] = nil, raw */
+  lua_pop(L, 1);  /* pop LOADED */
+  schedulewake(L, idx, ld);
 }
 
 

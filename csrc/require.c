@@ -126,8 +126,12 @@ static const char *checkname (lua_State *L, const char *fname) {
     else
       tname = luaL_typename(L, 1);
     if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) &&
-        ar.name != NULL)
+        ar.name != NULL) {
       fname = ar.name;
+      if (strcmp(ar.namewhat, "method") == 0)  /* as 'luaL_argerror' */
+        luaL_error(L, "calling '%s' on bad self (string expected, got %s)",
+                   fname, tname);
+    }
     luaL_error(L, "bad argument #1 to '%s' (string expected, got %s)",
                fname, tname);
   }
@@ -157,8 +161,23 @@ static int buildjob (lua_State *L, int i, ur_load *ld) {
       lua_pop(L, 1);
       break;
     }
+    if (kind == UR_STEP_CROOT && strchr(job->name, '.') == NULL) {
+      s->kind = kind;  /* a root name: Croot reads no path at all */
+      job->nsteps++;
+      lua_pop(L, 1);  /* pop searcher */
+      i++;
+      continue;
+    }
     lua_getupvalue(L, -1, 1);  /* push its 'package' */
-    lua_getfield(L, -1, kind == UR_STEP_LUA ? "path" : "cpath");
+    lua_pushstring(L, kind == UR_STEP_LUA ? "path" : "cpath");
+    if (job->nsteps > 0 && lua_rawget(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 3);  /* read it only if the search gets there: */
+      break;          /* a later job, as 'findfile' would */
+    }
+    if (job->nsteps == 0) {  /* as 'findfile': metamethods and all */
+      lua_pop(L, 1);
+      lua_getfield(L, -1, kind == UR_STEP_LUA ? "path" : "cpath");
+    }
     path = lua_tostring(L, -1);
     s->kind = kind;
     s->path = path ? strdup(path) : NULL;
@@ -234,8 +253,9 @@ static int findloader (lua_State *L) {
         return wait(L);
       }
     }
-    else if ((err = ur_runtime_submit(L, ld->rt, ld->job, 0)) == 0) {
-      ur_exec_wait(ld->job);
+    else {  /* blocking anyway: run it here, no thread hop */
+      ld->job->inplace = 1;
+      ur_job_run(ld->job, NULL);
       return afterjob(L);
     }
     return luaL_error(L, "uvrequire: cannot submit import: %s",
@@ -260,6 +280,19 @@ static int k_wait (lua_State *L, int status, lua_KContext ctx) {
       ur_exec_isdone(ld->job))
     return afterjob(L);
   return wait(L);
+}
+
+
+/* push the chunk of a found Lua module: its bytecode, or its text */
+static int loadcode (lua_State *L, ur_job *job) {
+  int status;
+  if (!job->inplace)  /* chunk name and all are in the bytecode */
+    return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
+  lua_pushfstring(L, "@%s", job->file);
+  status = luaL_loadbufferx(L, job->code, job->codelen,
+                            lua_tostring(L, -1), NULL);
+  lua_remove(L, -2);  /* remove chunk name */
+  return status;
 }
 
 
@@ -290,10 +323,9 @@ static int afterjob (lua_State *L) {
       ur_load_dropjob(L, ld);
       return findloader(L);
     default:  /* UR_FOUND */
-      if (job->code == NULL)
+      if (job->steps[job->found].kind != UR_STEP_LUA)
         lua_pushcfunction(L, job->open);
-      else if (luaL_loadbufferx(L, job->code, job->codelen, job->file, "b")
-               != LUA_OK) {
+      else if (loadcode(L, job) != LUA_OK) {
         lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                         lua_tostring(L, 1), job->file, lua_tostring(L, -1));
         ur_load_dropjob(L, ld);
@@ -325,25 +357,23 @@ static int callloader (lua_State *L) {
 
 
 /*
-** stack: ...; loader data; result from loader.  The final value is, as
-** in 'll_require', the loader's result if not nil, else what the body
-** stored in package.loaded (its provisional value, or a raw store),
-** else true.  It reaches LOADED, waiters are told, and it is returned.
+** stack: ...; loader data; result from loader.  The load leaves
+** LOADING (what the body stored for itself becomes a plain entry of
+** LOADED); then LOADED is written and read exactly as 'll_require'
+** does; waiters get the outcome.
 */
 static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
+  const char *name = lua_tostring(L, 1);
   (void)status; (void)ctx;
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    ur_load_pushvalue(L, LOADIDX);  /* provisional value */
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushvalue(L, 1);
-      lua_rawget(L, 2);  /* a raw store in LOADED */
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_pushboolean(L, 1);  /* use true as result */
-      }
-    }
+  ur_load_unguard(L, LOADIDX);
+  if (!lua_isnil(L, -1))  /* non-nil return? */
+    lua_setfield(L, 2, name);  /* LOADED[name] = returned value */
+  else
+    lua_pop(L, 1);  /* pop nil */
+  if (lua_getfield(L, 2, name) == LUA_TNIL) {  /* module set no value? */
+    lua_pushboolean(L, 1);  /* use true as result */
+    lua_copy(L, -1, -2);  /* replace loader result */
+    lua_setfield(L, 2, name);  /* LOADED[name] = true */
   }
   ur_load_succeed(L, LOADIDX);
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */

@@ -196,9 +196,19 @@ static int cstep (ur_job *job, ur_step *s, char *file) {
 }
 
 
+/*
+** Run 'job': on an executor thread, compiling in that thread's state
+** 'W' (NULL if it could not be created); or, with 'inplace', on the
+** Lua thread, which compiles the text itself.
+*/
 void ur_job_run (ur_job *job, lua_State *W) {
   int i;
   job->outcome = UR_NOTFOUND;
+  if (W == NULL && !job->inplace) {
+    job->outcome = UR_RAISE;
+    ur_buf_adds(&job->msg, "not enough memory");
+    return;
+  }
   for (i = 0; i < job->nsteps; i++) {
     ur_step *s = &job->steps[i];
     const char *dot = strchr(job->name, '.');
@@ -230,7 +240,7 @@ void ur_job_run (ur_job *job, lua_State *W) {
     }
     job->found = i;
     if (s->kind == UR_STEP_LUA) {
-      luastep(job, W, file, f);
+      luastep(job, job->inplace ? NULL : W, file, f);
       return;
     }
     if (!cstep(job, s, file))

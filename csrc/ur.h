@@ -68,14 +68,16 @@ enum {
   UR_RAISE      /* a step failed for real: 'msg' is the error to raise */
 };
 
-/* job life cycle, guarded by the executor's lock */
-enum { UR_QUEUED, UR_RUNNING, UR_DONE };
+/* job life cycle, guarded by the executor's lock once submitted
+   (UR_NEW: never submitted, such as a job run on the Lua thread) */
+enum { UR_NEW, UR_QUEUED, UR_RUNNING, UR_DONE };
 
 typedef struct ur_job ur_job;
 
 struct ur_job {
   /* --- input, written by the Lua thread before submission --- */
   char *name;                 /* module name */
+  int inplace;                /* run on the Lua thread: keep the source */
   int nsteps;
   ur_step steps[UR_MAXSTEPS];
   /* --- output, written by the worker, read after UR_DONE --- */
@@ -83,7 +85,9 @@ struct ur_job {
   int found;                  /* index of the step that found it */
   ur_buf msg;                 /* messages ("\n\t..." each) or error */
   char *file;                 /* file where the loader was found */
-  char *code;                 /* Lua: bytecode dump (with debug info) */
+  char *code;                 /* Lua: bytecode (with debug info), or the
+                                 source as the parser sees it if
+                                 'inplace' */
   size_t codelen;
   void *lib;                  /* C: handle from dlopen, or NULL */
   lua_CFunction open;         /* C: the luaopen_* function */
@@ -102,7 +106,8 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
-/* compile.c: read 'f' (file 'file') and compile it in 'W' */
+/* compile.c: read 'f' (file 'file') and compile it in 'W' (if W is
+   NULL, only read it: 'code' gets the text the parser would see) */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err);
 
@@ -189,6 +194,7 @@ void ur_load_dropjob (lua_State *L, ur_load *ld);
 void ur_load_addmsg (lua_State *L, int idx);
 void ur_load_pushmsgs (lua_State *L, int idx);
 void ur_load_pushvalue (lua_State *L, int idx);
+void ur_load_unguard (lua_State *L, int idx);
 void ur_load_succeed (lua_State *L, int idx);
 int ur_load_outcome (lua_State *L, int idx);
 void ur_load_wakeall (lua_State *L);

@@ -116,7 +116,8 @@ function Task:wait()
   self.claimed = true
   local co, main = coroutine.running()
   if main or not coroutine.isyieldable() then
-    while not self.finished and M.run("once") do end
+    -- drive the loop without raising: other tasks' errors stay for run()
+    while not self.finished and core.run("once") do end
     if not self.finished then
       error("task cannot finish: the loop has nothing left to run", 2)
     end

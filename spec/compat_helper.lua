@@ -43,7 +43,7 @@ function C.direct(req, ...)
   local where
   local ok, v = pcall(function(...)
     local info = debug.getinfo(1, "Sl")
-    where = ("%s:%d: "):format(info.short_src, info.currentline + 1)
+    where = ("%s:%d: "):format(info.short_src, info.currentline + 2)
     local r = req(...)
     return r
   end, ...)

@@ -1,0 +1,329 @@
+-- Guarded package.loaded: one load per module, never half-done, clean
+-- failures, cycles are errors, synchronous meets asynchronous.
+local H = require "helper"
+local U, uv = H.uv, H.luv
+
+-- A module body that yields until a luv timer fires (2 ms).
+local NAP = [[
+local function nap()
+  local co = coroutine.running()
+  local t = require("luv").new_timer()
+  t:start(2, 0, function() t:close(); assert(coroutine.resume(co)) end)
+  coroutine.yield()
+end
+]]
+
+describe("guarded package.loaded", function()
+  local dir, oldpath, names
+
+  -- write modules { name = source } and remember their names
+  local function modules(t)
+    for name, src in pairs(t) do
+      H.write(dir .. "/" .. name .. ".lua", src)
+      names[#names + 1] = name
+    end
+  end
+
+  before_each(function()
+    dir = H.tmpdir()
+    oldpath = package.path
+    package.path = dir .. "/?.lua"
+    names = {}
+    _G.RUNS = {}
+  end)
+
+  after_each(function()
+    package.path = oldpath
+    H.clean()
+    for _, n in ipairs(names) do package.loaded[n] = nil end
+    H.rmtree(dir)
+    _G.RUNS = nil
+  end)
+
+  describe("one load per module", function()
+    it("runs the body once for many waiters, who get identical results",
+       function()
+      modules { once = NAP .. [[
+        RUNS.once = (RUNS.once or 0) + 1
+        nap()
+        return { id = {} }
+      ]] }
+      local tasks = {}
+      for i = 1, 20 do tasks[i] = U.spawn(U.require, "once") end
+      assert.equals("loading", U.status("once"))
+      U.run()
+      assert.equals(1, RUNS.once)
+      local _, first, where = tasks[1]:result()
+      assert.equals(dir .. "/once.lua", where)
+      for i = 2, 20 do
+        local ok, m, w = tasks[i]:result()
+        assert.is_true(ok)
+        assert.equals(first, m)
+        assert.equals(where, w)
+      end
+      assert.equals("loaded", U.status("once"))
+    end)
+
+    it("completes for the others when the first requester is closed",
+       function()
+      modules { orphaned = "RUNS.orphaned = (RUNS.orphaned or 0) + 1\n" ..
+                           "return 'done'" }
+      local first = coroutine.create(U.require)
+      assert.same({ true, U.PENDING }, { coroutine.resume(first, "orphaned") })
+      local other = U.spawn(U.require, "orphaned")
+      assert(coroutine.close(first))
+      assert.same({ true, "done", dir .. "/orphaned.lua" },
+                  { other:wait() })
+      assert.equals(1, RUNS.orphaned)
+    end)
+
+    it("completes when the first requester is dropped and collected",
+       function()
+      modules { dropped = "RUNS.dropped = (RUNS.dropped or 0) + 1\n" ..
+                          "return 'd'" }
+      do
+        local co = coroutine.create(U.require)
+        coroutine.resume(co, "dropped")
+      end
+      collectgarbage()
+      collectgarbage()
+      local other = U.spawn(U.require, "dropped")
+      assert.same({ true, "d", dir .. "/dropped.lua" }, { other:wait() })
+      assert.equals(1, RUNS.dropped)
+    end)
+
+    it("gives the load up, leaving no trace, when all requesters close",
+       function()
+      modules { nobody = "RUNS.nobody = (RUNS.nobody or 0) + 1" }
+      local co = coroutine.create(U.require)
+      coroutine.resume(co, "nobody")
+      assert.equals("loading", U.status("nobody"))
+      assert(coroutine.close(co))
+      assert.is_nil(U.status("nobody"))
+      U.run()
+      assert.is_nil(RUNS.nobody)
+      assert.is_nil(package.loaded.nobody)
+    end)
+  end)
+
+  describe("never half-done", function()
+    it("shows a stored value only to the module's own chain", function()
+      modules {
+        early = NAP .. [[
+          local M = { complete = false }
+          package.loaded[...] = M
+          -- rule 11: its own chain sees it, through require too
+          assert(require(...) == M)
+          assert(require("early_child") == M)
+          nap()
+          M.complete = true
+          return M
+        ]],
+        early_child = "return require('early')",
+      }
+      local seen = {}
+      local loader = U.spawn(function()
+        package.path = package.path  -- same path in the task
+        return U.require("early")
+      end)
+      -- an outsider, while the body naps
+      local timer = uv.new_timer()
+      timer:start(1, 0, function()
+        timer:close()
+        seen.direct = package.loaded.early
+        for k in pairs(package.loaded) do
+          if k == "early" then seen.listed = true end
+        end
+        seen.status = U.status("early")
+      end)
+      _G.require = U.require  -- the module body's own require calls
+      local ok, m = loader:wait()
+      _G.require = H.stock
+      assert.is_true(ok)
+      assert.is_nil(seen.direct)
+      assert.is_nil(seen.listed)
+      assert.equals("loading", seen.status)
+      assert.is_true(m.complete)
+      assert.equals(m, package.loaded.early)
+    end)
+  end)
+
+  describe("clean failure", function()
+    it("gives every waiter the same error and leaves no trace", function()
+      modules {
+        fails = NAP .. [[
+          RUNS.fails = (RUNS.fails or 0) + 1
+          require("fails_dep")
+          package.loaded[...] = "half-built"
+          nap()
+          error(FAILURE)
+        ]],
+        fails_dep = "RUNS.dep = (RUNS.dep or 0) + 1\nreturn 'dep'",
+      }
+      _G.FAILURE = setmetatable({}, { __tostring = function() return "F" end })
+      _G.require = U.require
+      local tasks = {}
+      for i = 1, 5 do tasks[i] = U.spawn(U.require, "fails") end
+      for i = 1, 5 do
+        local ok, err = tasks[i]:wait()
+        assert.is_false(ok)
+        assert.equals(FAILURE, err)
+      end
+      assert.equals(1, RUNS.fails)
+      assert.is_nil(rawget(package.loaded, "fails"))
+      assert.is_nil(U.status("fails"))
+      -- the dependency loaded on the way stays loaded
+      assert.equals("dep", package.loaded.fails_dep)
+      -- the next require loads again
+      local again = {}
+      _G.FAILURE = again
+      local ok, err = U.spawn(U.require, "fails"):wait()
+      _G.require = H.stock
+      assert.is_false(ok)
+      assert.equals(again, err)
+      assert.equals(2, RUNS.fails)
+      assert.equals(1, RUNS.dep)
+      _G.FAILURE = nil
+    end)
+  end)
+
+  describe("cycles", function()
+    before_each(function()
+      modules {
+        cyc_a = "return { b = require('cyc_b') }",
+        cyc_b = "return { a = require('cyc_a') }",
+        r11_a = "local M = {}; package.loaded[...] = M\n" ..
+                "M.b = require('r11_b'); return M",
+        r11_b = "return { a = require('r11_a') }",
+      }
+      _G.require = U.require
+    end)
+    after_each(function() _G.require = H.stock end)
+
+    it("raises naming the chain, in one coroutine", function()
+      local t = U.spawn(U.require, "cyc_a")
+      local ok2, err2 = t:wait()
+      assert.is_false(ok2)
+      assert.equals(dir .. "/cyc_b.lua:1: circular require: cyc_a -> " ..
+                    "cyc_b -> cyc_a", err2)
+      assert.is_nil(U.status("cyc_a"))
+      assert.is_nil(U.status("cyc_b"))
+    end)
+
+    it("raises naming the chain on the main thread", function()
+      local ok, err = pcall(U.require, "cyc_a")
+      assert.is_false(ok)
+      assert.equals(dir .. "/cyc_b.lua:1: circular require: cyc_a -> " ..
+                    "cyc_b -> cyc_a", err)
+    end)
+
+    it("serves rule 11 within one chain", function()
+      local ok, m = H.task(U.require, "r11_a")
+      assert.is_true(ok)
+      assert.equals(m, m.b.a)
+    end)
+
+    it("ends a cycle across two coroutines in an error, never a hang",
+       function()
+      local ta = U.spawn(U.require, "cyc_a")
+      local tb = U.spawn(U.require, "cyc_b")
+      local oka, erra = ta:wait()
+      local okb, errb = tb:wait()
+      assert.is_true(not oka or not okb)
+      local msgs = tostring(erra) .. tostring(errb)
+      assert.matches("circular require: cyc_%a %-> cyc_%a %-> cyc_%a", msgs)
+    end)
+
+    it("serves rule 11 across two coroutines", function()
+      local ta = U.spawn(U.require, "r11_a")
+      local tb = U.spawn(U.require, "r11_b")
+      local oka, a = ta:wait()
+      local okb, b = tb:wait()
+      assert.is_true(oka)
+      assert.is_true(okb)
+      assert.equals(a, b.a)
+      assert.equals(a, package.loaded.r11_a)
+    end)
+  end)
+
+  describe("synchronous meets asynchronous", function()
+    it("takes over a load whose job is in flight", function()
+      modules { shared = "RUNS.shared = (RUNS.shared or 0) + 1\n" ..
+                         "return { who = coroutine.running() }" }
+      local t = U.spawn(U.require, "shared")
+      assert.is_false(t:done())
+      local m, where = U.require("shared")  -- main thread: synchronous
+      assert.is_true(select(2, coroutine.running()))
+      assert.equals(dir .. "/shared.lua", where)
+      local ok, tm, twhere = t:wait()
+      assert.is_true(ok)
+      assert.equals(m, tm)
+      assert.equals(where, twhere)
+      assert.equals(1, RUNS.shared)
+      -- the body ran on the main thread, which took the load over
+      local _, ismain = coroutine.running()
+      assert.is_true(ismain)
+    end)
+
+    it("raises when the body is suspended in a coroutine", function()
+      modules { napping = NAP .. [[
+        RUNS.napping = (RUNS.napping or 0) + 1
+        nap()
+        return 'n'
+      ]] }
+      local t = U.spawn(U.require, "napping")
+      -- run until the body has started (it naps on a timer)
+      while RUNS.napping == nil do U.run("once") end
+      local ok, err = pcall(U.require, "napping")
+      assert.is_false(ok)
+      assert.equals("module 'napping' is loading in a suspended " ..
+                    "coroutine; a require that cannot yield cannot " ..
+                    "wait for it", err)
+      assert.same({ true, "n", dir .. "/napping.lua" }, { t:wait() })
+      assert.equals(1, RUNS.napping)
+    end)
+  end)
+
+  describe("status", function()
+    it("is nil, loading, loaded", function()
+      modules { st = "return 1" }
+      assert.is_nil(U.status("st"))
+      local t = U.spawn(U.require, "st")
+      assert.equals("loading", U.status("st"))
+      t:wait()
+      assert.equals("loaded", U.status("st"))
+      assert.has_error(function() U.status() end,
+        "bad argument #1 to 'status' (string expected, got no value)")
+    end)
+  end)
+end)
+
+-- busted's insulation saves and restores package.loaded around a block
+describe("insulation", function()
+  local dir, oldpath
+  setup(function()
+    dir = H.tmpdir()
+    oldpath = package.path
+    package.path = dir .. "/?.lua"
+    H.write(dir .. "/insulated.lua", "return 'i'")
+  end)
+  teardown(function()
+    package.path = oldpath
+    H.rmtree(dir)
+  end)
+
+  insulate("inside", function()
+    it("loads a module", function()
+      assert.equals("i", select(2, H.task(U.require, "insulated")))
+      assert.equals("loaded", U.status("insulated"))
+    end)
+  end)
+
+  it("is gone afterwards, and loads again", function()
+    assert.is_nil(package.loaded.insulated)
+    assert.is_nil(U.status("insulated"))
+    assert.equals("i", select(2, H.task(U.require, "insulated")))
+    package.loaded.insulated = nil
+    H.clean()
+  end)
+end)
