@@ -309,7 +309,8 @@ static int afterjob (lua_State *L) {
     if (job->steps[i].lib != NULL) {
       void *lib = job->steps[i].lib;
       job->steps[i].lib = NULL;  /* from here on, _CLIBS owns it */
-      ur_clib_keep(L, job->file, lib);
+      ur_clib_keep(L, job->steps[i].libfile ? job->steps[i].libfile
+                                            : job->file, lib);
     }
   }
   switch (job->outcome) {

@@ -184,7 +184,7 @@ static int cstep (ur_job *job, ur_step *s, char *file) {
   else if (s->kind == UR_STEP_CROOT && stat == UR_ERRFUNC) {
     ur_buf_addf(&job->msg, "\n\tno module '%s' in file '%s'", job->name,
                 file);
-    free(file);
+    s->libfile = file;  /* the library stays open, as in loadlib.c */
     goon = 1;
   }
   else {
@@ -259,6 +259,7 @@ void ur_job_free (ur_job *job) {
   int i;
   for (i = 0; i < job->nsteps; i++) {
     free(job->steps[i].path);
+    free(job->steps[i].libfile);
     if (job->steps[i].lib != NULL)  /* never handed to _CLIBS */
       ur_clib_close(job->steps[i].lib);
   }

@@ -59,6 +59,7 @@ typedef struct ur_step {
   int kind;
   char *path;  /* template list; NULL: 'package.(c)path' was no string */
   void *lib;   /* out: library this step opened (C, Croot), or NULL */
+  char *libfile;  /* out: its file, when not the job's 'file' */
 } ur_step;
 
 /* job outcome */

@@ -55,6 +55,24 @@ function C.tail(req, ...)
   return pcall(function(...) return req(...) end, ...)
 end
 
+--- Run the Lua source `code` in a child lua5.4 that has loaded
+-- uvrequire as `uv` (the specs' own search paths), with package.path
+-- and package.cpath then set to the current ones.  For scenarios that
+-- could kill the process: a crash fails one spec instead of the run.
+-- Returns os.execute's results (true|nil, "exit"|"signal", code).
+function C.survives(code)
+  local script = os.tmpname()
+  H.write(script, ("package.path = %q .. package.path\n"
+    .. "package.cpath = %q .. package.cpath\n"
+    .. "local uv = require 'uvrequire'\n"
+    .. "package.path, package.cpath = %q, %q\n%s\n")
+    :format("lua/?.lua;lua/?/init.lua;spec/?.lua;", "build/?.so;",
+            package.path, package.cpath, code))
+  local ok, how, n = os.execute("lua5.4 '" .. script .. "' >/dev/null 2>&1")
+  os.remove(script)
+  return ok, how, n
+end
+
 --- "module 'name' not found:" followed by `lines`, each after "\n\t".
 function C.notfound(name, lines)
   local t = { ("module '%s' not found:"):format(name) }
