@@ -21,7 +21,7 @@ FIX_SRC  := $(wildcard spec/fixtures/csrc/*.c)
 FIX_SO   := $(FIX_SRC:spec/fixtures/csrc/%.c=$(B)/fixtures/%.so)
 HOST     := $(B)/host
 
-.PHONY: all deps test spec rock host-test bench demo asan valgrind clean
+.PHONY: all deps test spec bench demo asan valgrind clean
 
 all: $(CORE) $(FIX_SO)
 
@@ -77,9 +77,11 @@ asan: deps
 	  ASAN_OPTIONS=detect_leaks=0 UVREQUIRE_ASAN=1 bash spec/run.sh
 	@$(MAKE) --no-print-directory clean
 
-# The spec suite under valgrind (memcheck): any error fails it.
+# The spec suite under valgrind (memcheck): any error fails it.  Then
+# the embedding host, which closes its state: any definite leak fails.
 valgrind: deps all
 	@UVREQUIRE_VALGRIND=1 bash spec/run.sh
+	@UVREQUIRE_VALGRIND=1 bash spec/checks/host.sh
 
 clean:
 	rm -rf $(B)

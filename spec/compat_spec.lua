@@ -190,6 +190,94 @@ describe("require compatibility:", function()
         { "cx_n1", "cx_n2", "cx_n3" },
       }, s)
     end)
+    it("a failing nested require: the error passes through, or is caught by the body", function()
+      H.files(dir, {
+        ["cx_outer.lua"] = "local x = 1\nreturn CX_REQ('cx_gone')",
+        ["cx_catch.lua"] = "local ok, e = pcall(CX_REQ, 'cx_gone')\n"
+                        .. "local ok2, e2 = pcall(function() local v = CX_REQ('cx_gone') return v end)\n"
+                        .. "return { ok, e, ok2, e2 }",
+      })
+      local s = compare({ "cx_outer", "cx_catch", "cx_gone" }, function(req)
+        _G.CX_REQ = req
+        return { outcome(req, "cx_outer"), outcome(req, "cx_catch") }
+      end)
+      local msg = notfound("cx_gone", misses("cx_gone"))
+      assert.same({
+        { ok = false, n = 1, p("cx_outer.lua") .. ":2: " .. msg },
+        { ok = true, n = 2, { false, msg, false, p("cx_catch.lua") .. ":2: " .. msg },
+          p("cx_catch.lua") },
+      }, s)
+    end)
+
+    it("the body runs right under require: the same frames below it", function()
+      H.files(dir, { ["cx_lv.lua"] = [[
+local r = {}
+for l = 1, 4 do
+  local i = debug.getinfo(l, "Sln")
+  r[l] = { what = i.what, src = i.short_src, line = i.currentline,
+           name = i.name or false, namewhat = i.namewhat }
+end
+return r
+]] })
+      local s = compare({ "cx_lv" }, function(req)
+        return outcome(req, "cx_lv")
+      end)
+      local frames = s[1]
+      assert.same({ what = "main", src = p("cx_lv.lua"), line = 3, name = false,
+                    namewhat = "" }, frames[1])
+      assert.same({ what = "C", src = "[C]", line = -1, name = false, namewhat = "" },
+                  frames[2])  -- require, called by pcall
+      assert.equals("C", frames[3].what)  -- pcall
+      assert.equals("Lua", frames[4].what)  -- H.outcome
+    end)
+
+    it("what a loading module stored is seen by its body and by what it requires", function()
+      H.files(dir, {
+        ["cx_ga.lua"] = [[
+local name = ...
+package.loaded[name] = "A-early"
+local r = { direct = package.loaded[name] }
+package.loaded.cx_gz = "z-by-a"
+r.gz = table.pack(CX_REQ("cx_gz"))
+r.gb = CX_REQ("cx_gb")
+r.reg = debug.getregistry()._LOADED[name]
+return r
+]],
+        ["cx_gb.lua"] = "return { seesA = package.loaded.cx_ga, viaReq = CX_REQ('cx_ga'),\n"
+                     .. "         gz = package.loaded.cx_gz }",
+      })
+      local s = compare({ "cx_ga", "cx_gb", "cx_gz" }, function(req)
+        _G.CX_REQ = req
+        local r = outcome(req, "cx_ga")
+        return { r, package.loaded.cx_gz }
+      end)
+      assert.same({
+        { ok = true, n = 2, { direct = "A-early", gz = { n = 1, "z-by-a" },
+          gb = { seesA = "A-early", viaReq = "A-early", gz = "z-by-a" }, reg = "A-early" },
+          p("cx_ga.lua") },
+        "z-by-a",
+      }, s)
+    end)
+
+    it("a chain of 100 nested requires", function()
+      local files, names = {}, {}
+      for i = 1, 100 do
+        names[i] = "cx_c" .. i
+        files["cx_c" .. i .. ".lua"] = i < 100 and ("return 1 + CX_REQ('cx_c%d')"):format(i + 1)
+          or "return 1"
+      end
+      H.files(dir, files)
+      local s = compare(names, function(req)
+        _G.CX_REQ = req
+        local r = outcome(req, "cx_c1")
+        local loaded = 0
+        for _, n in ipairs(names) do
+          if package.loaded[n] then loaded = loaded + 1 end
+        end
+        return { r, loaded }
+      end)
+      assert.same({ { ok = true, n = 2, 100, p("cx_c1.lua") }, 100 }, s)
+    end)
   end)
 
   describe("names", function()
@@ -376,6 +464,7 @@ describe("require compatibility:", function()
       local s = compare({ "cx_mm", "cx_mm2", "cx_mm3" }, function(req)
         local side, log = { cx_mm3 = "virtual" }, {}
         local loaded = package.loaded
+        local mt = getmetatable(loaded)  -- (uvrequire's guard, if any)
         setmetatable(loaded, {
           -- (only module names are logged: uvrequire.run reads 'luv')
           __index = function(_, k)
@@ -389,7 +478,7 @@ describe("require compatibility:", function()
         })
         local r = { outcome(req, "cx_mm"), outcome(req, "cx_mm2"),
                     outcome(req, "cx_mm3"), outcome(req, "cx_mm") }
-        setmetatable(loaded, nil)
+        setmetatable(loaded, mt)
         r.raw = { rawget(loaded, "cx_mm"), rawget(loaded, "cx_mm2") }
         r.side = side
         r.log = log
@@ -413,13 +502,14 @@ describe("require compatibility:", function()
       local s = compare({ "cx_wrap", "cx_wrap2" }, function(req)
         local side = {}
         local loaded = package.loaded
+        local mt = getmetatable(loaded)  -- (uvrequire's guard, if any)
         setmetatable(loaded, {
           __index = side,
           __newindex = function(_, k, v) side[k] = "<" .. tostring(v) .. ">" end,
         })
         local r = { outcome(req, "cx_wrap"), outcome(req, "cx_wrap2"),
                     outcome(req, "cx_wrap"), outcome(req, "cx_wrap2") }
-        setmetatable(loaded, nil)
+        setmetatable(loaded, mt)
         return r
       end)
       assert.same({

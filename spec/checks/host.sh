@@ -5,7 +5,7 @@
 # imports on that loop, and exits 0 only if the imports succeeded while
 # its timer kept ticking and the loop closed cleanly after lua_close.
 # With UVREQUIRE_VALGRIND=1 the host runs under valgrind (memcheck; any
-# error fails).  Exit 0: pass.
+# error or definite leak fails).  Exit 0: pass.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 if ! out=$(make --no-print-directory build/uvrequire/core.so build/host \
@@ -16,7 +16,8 @@ if ! out=$(make --no-print-directory build/uvrequire/core.so build/host \
 fi
 runner=(timeout 120)
 if [ "${UVREQUIRE_VALGRIND:-0}" = 1 ]; then
-  runner+=(valgrind -q --error-exitcode=99 --leak-check=no
+  runner+=(valgrind -q --error-exitcode=99 --leak-check=full
+           --errors-for-leak-kinds=definite --show-leak-kinds=definite
            --suppressions=spec/valgrind.supp)
 fi
 "${runner[@]}" build/host "$PWD"
