@@ -32,7 +32,8 @@
 #define UV_DATA     5  /* loader data, or the error of a failed load */
 #define UV_MSGS     6  /* searchers' messages so far */
 #define UV_WAITSON  7  /* the load this one's body waits on */
-#define NUV         7
+#define UV_SERVED   8  /* waiters to be handed the provisional value */
+#define NUV         8
 
 #define LOADREC     "uvrequire.load"
 #define GUARD       "uvrequire.guard"
@@ -42,6 +43,8 @@ static const char LOADING = 'l';   /* name -> load record */
 static const char INFLIGHT = 'i';  /* job (light ud) -> load record */
 static const char DRIVING = 'd';   /* thread -> innermost load record */
 static const char WAKE = 'w';      /* list of ended loads to announce */
+static const char SOON = 's';      /* list of loads whose body is due */
+static const char SERVE = 'v';     /* list of threads served a value */
 static const char ERRORS = 'e';    /* errors of resumed coroutines */
 
 
@@ -131,6 +134,8 @@ ur_load *ur_load_new (lua_State *L, const char *name) {
   lua_setiuservalue(L, -2, UV_NAME);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_WAITERS);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, UV_SERVED);
   lua_pushliteral(L, "");
   lua_setiuservalue(L, -2, UV_MSGS);
   pushtable(L, &LOADING);
@@ -333,9 +338,59 @@ static void wakewaiters (lua_State *L, int idx) {
 }
 
 
-/* on the loop: announce every ended load (callback thread) */
+/*
+** The load at 'idx' has its chunk loaded: resume its driver at the
+** loop's next turn to run the body, so that loading and running never
+** stall the loop in the same turn.
+*/
+void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld) {
+  idx = lua_absindex(L, idx);
+  ld->state = UR_LREADY;
+  pushtable(L, &SOON);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
+  ur_runtime_wake(L, ld->rt);
+}
+
+
+/* resume, on the callback thread, the threads in list 'key' */
+static void resumelist (lua_State *L, const char *key) {
+  int i, n;
+  pushtable(L, key);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+  n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_State *co;
+    lua_rawgeti(L, -1, i);
+    co = lua_tothread(L, -1);
+    if (co != NULL && lua_status(co) == LUA_YIELD)
+      resume(L, co);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop the list */
+}
+
+
+/* on the loop: run due bodies, announce ended loads (callback thread) */
 void ur_load_wakeall (lua_State *L) {
   int i, n;
+  resumelist(L, &SERVE);
+  pushtable(L, &SOON);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SOON);
+  n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    ur_load *ld;
+    lua_rawgeti(L, -1, i);
+    ld = (ur_load *)lua_touserdata(L, -1);
+    if (ld->state == UR_LREADY && ld->driver != NULL &&
+        lua_status(ld->driver) == LUA_YIELD)
+      resume(L, ld->driver);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop the list */
   pushtable(L, &WAKE);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &WAKE);
@@ -446,8 +501,7 @@ static int guard_close (lua_State *L) {
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, 1);  /* 3: load */
   ld = (ur_load *)lua_touserdata(L, 3);
-  if (ld != NULL && ld->driver == L &&
-      (ld->state == UR_LSEARCH || ld->state == UR_LRUN)) {
+  if (ld != NULL && ld->driver == L && ld->state < UR_LDONE) {
     ld->driver = NULL;
     if (ld->state == UR_LSEARCH && lua_isnil(L, 2))
       handover(L, 3, ld);  /* coroutine closed while waiting */
@@ -478,11 +532,12 @@ static int guard_close (lua_State *L) {
 /*
 ** Would the running thread waiting on the load at 'idx' close a cycle?
 ** Follows 'waits_on' from that load; if it reaches the thread's own
-** innermost load, pushes "circular require: m -> ... -> m" and returns
-** 1.  Else pushes nothing and returns 0.
+** innermost load, pushes "circular require: m -> ... -> m" and the load
+** whose body waits on the thread's own (the cycle's last edge), and
+** returns 1.  Else pushes nothing and returns 0.
 */
 int ur_load_cycle (lua_State *L, int idx) {
-  int top, steps, found = 0;
+  int top, n = 0, i;
   idx = lua_absindex(L, idx);
   top = lua_gettop(L);
   pushtable(L, &DRIVING);
@@ -491,27 +546,99 @@ int ur_load_cycle (lua_State *L, int idx) {
     lua_settop(L, top);
     return 0;
   }
-  lua_pushliteral(L, "circular require: ");
-  lua_getiuservalue(L, idx, UV_NAME);
-  lua_pushvalue(L, idx);  /* cursor */
-  for (steps = 0; steps < 100000; steps++) {
-    if (lua_rawequal(L, -1, top + 2)) { found = 1; break; }
-    if (lua_getiuservalue(L, -1, UV_WAITSON) != LUA_TUSERDATA) break;
-    lua_remove(L, -2);  /* new cursor */
-    lua_pushliteral(L, " -> ");
-    lua_getiuservalue(L, -2, UV_NAME);
-    lua_rotate(L, -3, 2);  /* keep the cursor on top */
+  lua_newtable(L);  /* top+3: names along the way */
+  lua_pushnil(L);  /* top+4: previous cursor */
+  lua_pushvalue(L, idx);  /* top+5: cursor */
+  for (;;) {
+    lua_getiuservalue(L, top + 5, UV_NAME);
+    lua_rawseti(L, top + 3, ++n);
+    if (lua_rawequal(L, top + 5, top + 2)) break;  /* a cycle */
+    if (n > 100000 ||
+        lua_getiuservalue(L, top + 5, UV_WAITSON) != LUA_TUSERDATA) {
+      lua_settop(L, top);  /* the chain ends: no cycle */
+      return 0;
+    }
+    lua_copy(L, top + 5, top + 4);
+    lua_replace(L, top + 5);
   }
-  lua_pop(L, 1);  /* pop cursor */
-  if (!found) {
-    lua_settop(L, top);
+  lua_pushliteral(L, "circular require: ");
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, top + 3, i);
+    lua_pushliteral(L, " -> ");
+  }
+  lua_getiuservalue(L, idx, UV_NAME);
+  lua_concat(L, 2 * n + 2);
+  lua_replace(L, top + 1);  /* message */
+  lua_copy(L, top + 4, top + 2);  /* last edge's load */
+  lua_settop(L, top + 2);
+  return 1;
+}
+
+
+/*
+** Break a cycle across threads with rule 11: the running thread's own
+** innermost load has stored a value for itself, and the load at 'x'
+** (another thread's) waits on it: that waiter is handed the value, at
+** the loop's next turn, as within one chain.  Returns 0 if it cannot.
+*/
+int ur_load_serve (lua_State *L, int x) {
+  ur_load *xl = (ur_load *)lua_touserdata(L, x);
+  lua_State *co;
+  int i, n;
+  x = lua_absindex(L, x);
+  if (xl == NULL || (co = xl->driver) == NULL || co == L ||
+      lua_status(co) != LUA_YIELD)
+    return 0;
+  pushtable(L, &DRIVING);
+  lua_pushthread(L);
+  lua_rawget(L, -2);  /* mine */
+  lua_getiuservalue(L, -1, UV_VALUE);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 3);
     return 0;
   }
-  lua_pushliteral(L, " -> ");
-  lua_getiuservalue(L, idx, UV_NAME);
-  lua_concat(L, lua_gettop(L) - top - 2);
-  lua_replace(L, top + 1);
-  lua_settop(L, top + 1);
+  lua_pop(L, 1);  /* pop value */
+  lua_getiuservalue(L, -1, UV_WAITERS);  /* off the waiters' list */
+  n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, -1, i) == LUA_TTHREAD && lua_tothread(L, -1) == co) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, -3, i);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop list */
+  lua_getiuservalue(L, -1, UV_SERVED);
+  lua_getiuservalue(L, x, UV_DRIVER);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);  /* served[co] = true */
+  lua_pop(L, 3);  /* pop served, mine, DRIVING */
+  pushtable(L, &SERVE);
+  lua_getiuservalue(L, x, UV_DRIVER);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
+  ur_runtime_wake(L, ur_runtime_get(L));
+  return 1;
+}
+
+
+/*
+** Was the running thread, waiting on the load at 'idx', served that
+** load's stored value ('ur_load_serve')?  Then push it and return 1.
+*/
+int ur_load_served (lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, UV_SERVED);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushthread(L);
+  lua_pushnil(L);
+  lua_rawset(L, -3);  /* served[L] = nil */
+  lua_pop(L, 1);
+  lua_getiuservalue(L, idx, UV_VALUE);
   return 1;
 }
 
@@ -519,8 +646,8 @@ int ur_load_cycle (lua_State *L, int idx) {
 /*
 ** A thread that cannot yield asks for the load at 'idx', driven by
 ** another thread.  While it is still searching, take the load over:
-** returns 1, the running thread is its driver and the old driver a
-** waiter.  Once its body runs, raises.
+** the running thread is its driver and the old driver a waiter.  Once
+** its chunk is loaded in the driver, raises.
 */
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
   lua_State *old = ld->driver;
@@ -641,6 +768,8 @@ void ur_load_init (lua_State *L) {
   newtable(L, &INFLIGHT, NULL);
   newtable(L, &DRIVING, "k");
   newtable(L, &WAKE, NULL);
+  newtable(L, &SOON, NULL);
+  newtable(L, &SERVE, NULL);
   newtable(L, &ERRORS, NULL);
   if (luaL_newmetatable(L, LOADREC)) {
     lua_pushcfunction(L, load_gc);

@@ -271,6 +271,10 @@ static int findloader (lua_State *L) {
 static int k_wait (lua_State *L, int status, lua_KContext ctx) {
   ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
   (void)status; (void)ctx;
+  if (ld->driver == L && ld->state == UR_LREADY) {  /* body is due */
+    lua_settop(L, FRAME + 2);  /* loader; loader data */
+    return callloader(L);
+  }
   lua_settop(L, FRAME);  /* drop whatever the resumer passed */
   if (ld->state == UR_LDONE || ld->state == UR_LFAIL) {
     int n = ur_load_outcome(L, LOADIDX);  /* raises a failure */
@@ -279,6 +283,8 @@ static int k_wait (lua_State *L, int status, lua_KContext ctx) {
   if (ld->driver == L && ld->state == UR_LSEARCH && ld->job != NULL &&
       ur_exec_isdone(ld->job))
     return afterjob(L);
+  if (ld->driver != L && ur_load_served(L, LOADIDX))
+    return 1;  /* a cycle across threads was broken with its value */
   return wait(L);
 }
 
@@ -313,6 +319,9 @@ static int afterjob (lua_State *L) {
                                             : job->file, lib);
     }
   }
+  /* Lua bytecode from the executor, for a thread that can yield: its
+     body runs at the loop's next turn, not in this one */
+  int split = !job->inplace && job->steps[job->found].kind == UR_STEP_LUA;
   switch (job->outcome) {
     case UR_RAISE:
       lua_pushlstring(L, job->msg.p, job->msg.n);
@@ -334,6 +343,10 @@ static int afterjob (lua_State *L) {
       }
       lua_pushstring(L, job->file);  /* loader data */
       ur_load_dropjob(L, ld);
+      if (split && canyield(L)) {
+        ur_load_resumesoon(L, LOADIDX, ld);
+        return wait(L);
+      }
       return callloader(L);
   }
 }
@@ -392,13 +405,19 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
 ** load over while it is still searching.
 */
 static int await (lua_State *L, ur_load *ld) {
-  if (ur_load_cycle(L, LOADIDX)) {  /* pushes the message */
-    if (ld->driver != L) {
+  if (ur_load_cycle(L, LOADIDX)) {  /* pushes message, last edge */
+    if (ld->driver != L) {  /* rule 11, across threads */
       ur_load_pushvalue(L, LOADIDX);
-      if (!lua_isnil(L, -1)) return 1;  /* rule 11, across threads */
+      if (!lua_isnil(L, -1)) return 1;  /* it stored a value: take it */
       lua_pop(L, 1);
+      if (canyield(L) && ur_load_serve(L, -1)) {  /* we stored one */
+        lua_settop(L, LOADIDX);  /* the served waiter stops waiting */
+        ur_load_guard(L, LOADIDX);
+        ur_load_addwaiter(L, LOADIDX);
+        return wait(L);
+      }
     }
-    return luaL_error(L, "%s", lua_tostring(L, -1));
+    return luaL_error(L, "%s", lua_tostring(L, -2));
   }
   if (ld->driver == L)  /* not found as a cycle: cannot happen */
     return luaL_error(L, "circular require: %s -> %s",

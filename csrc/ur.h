@@ -172,7 +172,9 @@ void ur_runtime_wake (lua_State *L, ur_runtime *rt);
 ** Load records (load.c)
 ** ======================================================= */
 
-enum { UR_LSEARCH, UR_LRUN, UR_LDONE, UR_LFAIL };
+/* load states: searching (job in flight), chunk loaded and its body
+   due at the loop's next turn, body running, ended */
+enum { UR_LSEARCH, UR_LREADY, UR_LRUN, UR_LDONE, UR_LFAIL };
 
 typedef struct ur_load {
   ur_job *job;          /* job in flight or done, owned; or NULL */
@@ -189,6 +191,8 @@ void ur_load_guard (lua_State *L, int idx);
 void ur_load_drive (lua_State *L, int idx, ur_load *ld);
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld);
 int ur_load_cycle (lua_State *L, int idx);
+int ur_load_serve (lua_State *L, int x);
+int ur_load_served (lua_State *L, int idx);
 void ur_load_addwaiter (lua_State *L, int idx);
 void ur_load_injob (lua_State *L, int idx, ur_load *ld);
 void ur_load_dropjob (lua_State *L, ur_load *ld);
@@ -199,6 +203,7 @@ void ur_load_unguard (lua_State *L, int idx);
 void ur_load_succeed (lua_State *L, int idx);
 int ur_load_outcome (lua_State *L, int idx);
 void ur_load_wakeall (lua_State *L);
+void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld);
 /* called on the loop when 'job' is done */
 void ur_require_done (lua_State *L, ur_job *job);
 

@@ -758,6 +758,30 @@ return r
       assert.same({ "cpath" }, s[4])
     end)
 
+    it("package.path from a metamethod; a searcher that changes it first", function()
+      H.files(dir, { ["alt/cx_mp.lua"] = "return ...", ["alt2/cx_mp2.lua"] = "return ..." })
+      local s = compare({ "cx_mp", "cx_mp2" }, function(req)
+        local P = package
+        local path = P.path
+        P.path = nil
+        setmetatable(P, { __index = function(_, k)
+          if k == "path" then return p("alt/?.lua") end
+        end })
+        local r = { outcome(req, "cx_mp") }
+        setmetatable(P, nil)
+        P.path = path
+        table.insert(P.searchers, 1, function() P.path = p("alt2/?.lua") end)
+        r[2] = outcome(req, "cx_mp2")
+        table.remove(P.searchers, 1)
+        P.path = path
+        return r
+      end)
+      assert.same({
+        { ok = true, n = 2, "cx_mp", p("alt/cx_mp.lua") },
+        { ok = true, n = 2, "cx_mp2", p("alt2/cx_mp2.lua") },
+      }, s)
+    end)
+
     it("the not-found message, with path '?.lua;?/?' and cpath '?.so;?/init'", function()
       local s = compare({ "cx.sub.m", "cx_root" }, function(req)
         package.path = p("?.lua;") .. p("?/?")
@@ -967,6 +991,19 @@ return r
         { ok = false, n = 1, nil },
         same = true,
       }, s)
+    end)
+
+    it("a body that failed without storing anything runs again next time", function()
+      H.files(dir, { ["cx_again.lua"] = "CX_RUNS = CX_RUNS + 1 error('run ' .. CX_RUNS, 0)" })
+      local s = compare({ "cx_again" }, function(req)
+        _G.CX_RUNS = 0
+        local r = { outcome(req, "cx_again"), outcome(req, "cx_again") }
+        r[3] = package.loaded.cx_again == nil
+        r[4] = _G.CX_RUNS
+        return r
+      end)
+      assert.same({ { ok = false, n = 1, "run 1" }, { ok = false, n = 1, "run 2" }, true, 2 },
+                  s)
     end)
 
     it("a UTF-8 BOM, a '#' first line (line numbers kept), CRLF", function()

@@ -244,6 +244,30 @@ describe("guarded package.loaded", function()
       assert.equals(a, b.a)
       assert.equals(a, package.loaded.r11_a)
     end)
+
+    it("serves rule 11 across coroutines to a waiter that came first",
+       function()
+      -- late_b's body waits on late_a before late_a stores its value;
+      -- then late_a's body asks for late_b: late_b's waiter is served
+      modules {
+        late_a = NAP .. [[
+          nap()
+          local M = {}
+          package.loaded[...] = M
+          M.b = require("late_b")
+          return M
+        ]],
+        late_b = "return { a = require('late_a') }",
+      }
+      local ta = U.spawn(U.require, "late_a")
+      local tb = U.spawn(U.require, "late_b")
+      local oka, a = ta:wait()
+      local okb, b = tb:wait()
+      assert.is_true(oka)
+      assert.is_true(okb)
+      assert.equals(a, b.a)
+      assert.equals(b, a.b)
+    end)
   end)
 
   describe("synchronous meets asynchronous", function()
