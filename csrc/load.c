@@ -434,7 +434,10 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);  /* pop list */
-  lua_pushliteral(L, "abandoned");  /* nobody wants it any more */
+  lua_getiuservalue(L, idx, UV_NAME);  /* nobody wants it any more */
+  lua_pushfstring(L, "module '%s': every coroutine that asked for it was "
+                     "closed", lua_tostring(L, -1));
+  lua_remove(L, -2);
   fail(L, idx);
   lua_pop(L, 1);
 }

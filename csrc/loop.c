@@ -270,8 +270,10 @@ void ur_runtime_drop (ur_runtime *rt, ur_job *job) {
 
 
 /*
-** uvrequire.run([mode]): run the loop in use ("default", "once" or
-** "nowait", as uv_run).  Returns true if the loop is still alive.
+** core.run([mode]): run the loop in use ("default", "once" or
+** "nowait", as uv_run).  Returns true if the loop is still alive; fail
+** and a message if the loop is running already (uv_run is not
+** reentrant).
 */
 int ur_l_run (lua_State *L) {
   static const char *const modes[] = {"default", "once", "nowait", NULL};
@@ -282,8 +284,11 @@ int ur_l_run (lua_State *L) {
   uv_loop_t *loop = ur_runtime_loop(L, rt);
   luvctx *ctx = luvcontext(L);
   int alive;
-  if (rt->running || (ctx != NULL && ctx->loop == loop && ctx->mode != -1))
-    return luaL_error(L, "the loop is already running");
+  if (rt->running || (ctx != NULL && ctx->loop == loop && ctx->mode != -1)) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "the loop is already running");
+    return 2;  /* the Lua layer raises it at its caller */
+  }
   rt->running = 1;
   alive = uv_run(loop, uvmodes[m]);
   rt->running = 0;

@@ -117,7 +117,11 @@ function Task:wait()
   local co, main = coroutine.running()
   if main or not coroutine.isyieldable() then
     -- drive the loop without raising: other tasks' errors stay for run()
-    while not self.finished and core.run("once") do end
+    local alive, busy = true, nil
+    while not self.finished and alive do
+      alive, busy = core.run("once")
+      if busy then error(busy, 2) end
+    end
     if not self.finished then
       error("task cannot finish: the loop has nothing left to run", 2)
     end
@@ -136,8 +140,15 @@ end
 -- "nowait", as `uv_run`). Then raise, with its traceback, the first
 -- error no one claimed: of a task, or of a coroutine uvrequire resumed.
 -- @return true if the loop still has work
+local modes = { default = true, once = true, nowait = true }
+
 function M.run(mode)
-  local alive = core.run(mode)
+  if mode ~= nil and not modes[mode] then
+    error(("bad argument #1 to 'run' (invalid option '%s')")
+          :format(tostring(mode)), 2)
+  end
+  local alive, busy = core.run(mode)
+  if busy then error(busy, 2) end
   for _, e in ipairs(core.takeerrors()) do kept[#kept + 1] = e end
   if kept[1] then error(table.remove(kept, 1), 0) end
   while unclaimed[1] do

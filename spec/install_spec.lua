@@ -43,3 +43,50 @@ describe("install", function()
       "bad argument #1 to 'require' (string expected, got no value)")
   end)
 end)
+
+describe("API errors", function()
+  after_each(function() H.clean() end)
+
+  it("spawn, sync and run check their arguments", function()
+    assert.has_error(function() uv.spawn(42) end,
+      "bad argument #1 to 'spawn' (function expected, got number)")
+    assert.has_error(function() uv.sync() end,
+      "bad argument #1 to 'sync' (function expected, got nil)")
+    local ok, err = pcall(function() uv.run("sometimes") end)
+    assert.is_false(ok)
+    assert.matches("^spec/install_spec.lua:%d+: bad argument #1 to 'run' " ..
+                   "%(invalid option 'sometimes'%)$", err)
+  end)
+
+  it("a task's result before it is done is an error", function()
+    local t = uv.spawn(function() coroutine.yield() end)  -- never resumed
+    assert.has_error(function() t:result() end, "task is not done")
+    assert.has_error(function() t:wait() end,
+      "task cannot finish: the loop has nothing left to run")
+  end)
+
+  it("run refuses to run a loop that is already running", function()
+    local timer = H.luv.new_timer()
+    local err
+    timer:start(0, 0, function()
+      timer:close()
+      err = select(2, pcall(function() uv.run() end))
+    end)
+    uv.run()
+    assert.matches("^spec/install_spec.lua:%d+: the loop is already running$",
+                   err)
+  end)
+
+  it("sync keeps a coroutine's requires synchronous, then restores",
+     function()
+    local ok, inner, after = H.task(function()
+      local r = uv.sync(function()
+        return coroutine.isyieldable()
+      end)
+      return r, coroutine.isyieldable()
+    end)
+    assert.is_true(ok)
+    assert.is_true(inner)  -- still yieldable for its own yields
+    assert.is_true(after)
+  end)
+end)
