@@ -318,23 +318,28 @@ static void resume (lua_State *L, lua_State *co) {
 }
 
 
-/* resume every suspended waiter of the load at 'idx'; empties the list */
-static void wakewaiters (lua_State *L, int idx) {
-  int i, n;
-  idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, UV_WAITERS);
-  lua_newtable(L);
-  lua_setiuservalue(L, idx, UV_WAITERS);
-  n = (int)luaL_len(L, -1);
+/* resume each suspended thread in the list at the top; pops the list */
+static void resumeall (lua_State *L) {
+  int i, n = (int)luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
     lua_State *co;
     lua_rawgeti(L, -1, i);
-    co = lua_tothread(L, -1);
+    co = lua_tothread(L, -1);  /* NULL for a waiter struck off (false) */
     if (co != NULL && lua_status(co) == LUA_YIELD)
       resume(L, co);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);  /* pop the list */
+}
+
+
+/* resume every suspended waiter of the load at 'idx'; empties the list */
+static void wakewaiters (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, UV_WAITERS);
+  lua_newtable(L);
+  lua_setiuservalue(L, idx, UV_WAITERS);
+  resumeall(L);
 }
 
 
@@ -354,22 +359,12 @@ void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld) {
 }
 
 
-/* resume, on the callback thread, the threads in list 'key' */
+/* resume the threads in registry list 'key', emptied first */
 static void resumelist (lua_State *L, const char *key) {
-  int i, n;
   pushtable(L, key);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_State *co;
-    lua_rawgeti(L, -1, i);
-    co = lua_tothread(L, -1);
-    if (co != NULL && lua_status(co) == LUA_YIELD)
-      resume(L, co);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);  /* pop the list */
+  resumeall(L);
 }
 
 

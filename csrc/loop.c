@@ -56,14 +56,19 @@ static void unlink_job (ur_runtime *rt, ur_job *job) {
 }
 
 
-/* detach and close the notice of 'job', if it still has one */
+/*
+** Detach and close the notice of 'job', if it still has one.  (At state
+** close, luv's loop __gc may have closed it already, walking its loop;
+** then it is left alone: a few bytes, rather than a double close.)
+*/
 static void closenotice (ur_runtime *rt, ur_job *job) {
   notice *n = (notice *)job->async;
   if (n == NULL) return;
   ur_exec_detach(job);
   unlink_job(rt, job);
   n->job = NULL;
-  uv_close((uv_handle_t *)&n->h, freenotice);
+  if (!uv_is_closing((uv_handle_t *)&n->h))
+    uv_close((uv_handle_t *)&n->h, freenotice);
 }
 
 
@@ -148,10 +153,9 @@ static int rt_gc (lua_State *L) {
   ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
   while (rt->jobs != NULL)
     closenotice(rt, rt->jobs);
-  if (rt->wake != NULL) {
+  if (rt->wake != NULL && !uv_is_closing((uv_handle_t *)rt->wake))
     uv_close((uv_handle_t *)rt->wake, freenotice);
-    rt->wake = NULL;
-  }
+  rt->wake = NULL;
   rt->closed = 1;
   if (rt->loop == &rt->own) {
     uv_walk(&rt->own, closewalk, NULL);

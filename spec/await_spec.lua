@@ -218,6 +218,29 @@ describe("awaitable require", function()
     assert.matches("stack traceback", msg)
   end)
 
+  it("closes the state safely with imports in flight", function()
+    -- a child lua5.4 starts imports whose worker blocks on a FIFO, then
+    -- ends: lua_close runs with the job running (and one queued behind
+    -- it with UVREQUIRE_THREADS=1); it must exit cleanly, not hang
+    local fifo = dir .. "/never.lua"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    H.write(dir .. "/queued.lua", "return 1")
+    for _, luv in ipairs { "", "require 'luv';" } do
+      local script = ("%s local U = require 'uvrequire'; " ..
+        "package.path = %q; U.spawn(U.require, 'never'); " ..
+        "U.spawn(U.require, 'queued'); print('exiting')")
+        :format(luv, dir .. "/?.lua")
+      local cmd = ("UVREQUIRE_THREADS=1 LUA_PATH='lua/?.lua;;' " ..
+                   "LUA_CPATH='build/?.so;;' timeout 20 lua5.4 -e %q 2>&1")
+                  :format(script)
+      local p = assert(io.popen(cmd))
+      local out = p:read("a")
+      local ok, how, code = p:close()
+      assert.equals("exiting\n", out)
+      assert.same({ true, "exit", 0 }, { ok, how, code })
+    end
+  end)
+
   it("lets a task wait for another task", function()
     H.write(dir .. "/waited.lua", "return 'w'")
     local inner = U.spawn(U.require, "waited")
