@@ -17,56 +17,35 @@
 ** whether the frame returns, raises or its coroutine is closed, the
 ** guard's __close settles the load (failure, or handing the driver's
 ** role to a waiter) and restores the thread's chain.
+**
+** This file: the records, how a load ends, the guard, taking over.
+** wake.c wakes waiting threads; cycle.c finds and breaks cycles;
+** loaded.c is LOADED's metatable.
 */
 
 #include <string.h>
 
-#include "ur.h"
+#include "load.h"
 
 
-/* user values of a load record */
-#define UV_NAME     1
-#define UV_DRIVER   2  /* the driver thread, anchored */
-#define UV_WAITERS  3  /* list of waiting threads */
-#define UV_VALUE    4  /* provisional, then final value */
-#define UV_DATA     5  /* loader data, or the error of a failed load */
-#define UV_MSGS     6  /* searchers' messages so far */
-#define UV_WAITSON  7  /* the load this one's body waits on */
-#define UV_SERVED   8  /* waiters to be handed the provisional value */
-#define NUV         8
-
-#define LOADREC     "uvrequire.load"
-#define GUARD       "uvrequire.guard"
-
-/* registry keys (by address) */
-static const char LOADING = 'l';   /* name -> load record */
-static const char INFLIGHT = 'i';  /* job (light ud) -> load record */
-static const char DRIVING = 'd';   /* thread -> innermost load record */
-static const char WAKE = 'w';      /* list of ended loads to announce */
-static const char SOON = 's';      /* list of loads whose body is due */
-static const char SERVE = 'v';     /* list of threads served a value */
-static const char ERRORS = 'e';    /* errors of resumed coroutines */
+/* registry keys: only their addresses matter */
+const char ur_key_loading = 'l';   /* name -> load record */
+const char ur_key_inflight = 'i';  /* job (light ud) -> load record */
+const char ur_key_driving = 'd';   /* thread -> innermost load record */
+const char ur_key_wake = 'w';      /* list of ended loads to announce */
+const char ur_key_soon = 's';      /* list of loads whose body is due */
+const char ur_key_serve = 'v';     /* list of threads served a value */
+const char ur_key_errors = 'e';    /* errors of resumed coroutines */
 
 
 /* {======================================================
 ** Records and small helpers
 ** ======================================================= */
 
-ur_load *ur_load_check (lua_State *L, int idx) {
-  return (ur_load *)luaL_checkudata(L, idx, LOADREC);
-}
-
-
-/* push LOADING, INFLIGHT, ... (one of the registry tables) */
-static void pushtable (lua_State *L, const char *key) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-}
-
-
 /* release the job of load 'ld' (at 'idx'), if any.  Stack: net zero */
 void ur_load_dropjob (lua_State *L, ur_load *ld) {
   if (ld->job != NULL) {
-    pushtable(L, &INFLIGHT);
+    ur_pushtable(L, &ur_key_inflight);
     lua_pushnil(L);
     lua_rawsetp(L, -2, ld->job);  /* INFLIGHT[job] = nil */
     lua_pop(L, 1);
@@ -85,7 +64,7 @@ static int load_gc (lua_State *L) {
 /* register the job of 'ld' (at 'idx') as in flight.  Stack: net zero */
 void ur_load_injob (lua_State *L, int idx, ur_load *ld) {
   idx = lua_absindex(L, idx);
-  pushtable(L, &INFLIGHT);
+  ur_pushtable(L, &ur_key_inflight);
   lua_pushvalue(L, idx);
   lua_rawsetp(L, -2, ld->job);  /* INFLIGHT[job] = load */
   lua_pop(L, 1);
@@ -94,7 +73,7 @@ void ur_load_injob (lua_State *L, int idx, ur_load *ld) {
 
 /* load record of 'name', pushed, or nothing and NULL */
 ur_load *ur_load_find (lua_State *L, const char *name) {
-  pushtable(L, &LOADING);
+  ur_pushtable(L, &ur_key_loading);
   if (lua_getfield(L, -1, name) != LUA_TUSERDATA) {
     lua_pop(L, 2);
     return NULL;
@@ -110,7 +89,7 @@ static void setdriver (lua_State *L, int idx, ur_load *ld) {
   ld->driver = L;
   lua_pushthread(L);
   lua_setiuservalue(L, idx, UV_DRIVER);
-  pushtable(L, &DRIVING);
+  ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   lua_pushvalue(L, idx);
   lua_rawset(L, -3);  /* DRIVING[L] = load */
@@ -138,7 +117,7 @@ ur_load *ur_load_new (lua_State *L, const char *name) {
   lua_setiuservalue(L, -2, UV_SERVED);
   lua_pushliteral(L, "");
   lua_setiuservalue(L, -2, UV_MSGS);
-  pushtable(L, &LOADING);
+  ur_pushtable(L, &ur_key_loading);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, name);  /* LOADING[name] = load */
   lua_pop(L, 1);
@@ -178,27 +157,13 @@ void ur_load_pushmsgs (lua_State *L, int idx) {
 ** Ending a load, and waking whoever waits
 ** ======================================================= */
 
-static void schedulewake (lua_State *L, int idx, ur_load *ld) {
-  int n;
-  idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, UV_WAITERS);
-  n = (int)luaL_len(L, -1);
-  lua_pop(L, 1);
-  if (n == 0) return;  /* nobody to tell */
-  pushtable(L, &WAKE);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  lua_pop(L, 1);
-  ur_runtime_wake(L, ld->rt ? ld->rt : ur_runtime_get(L));
-}
-
 
 /* the load at 'idx' leaves LOADING (name pushed and left) */
 static const char *leave (lua_State *L, int idx) {
   const char *name;
   lua_getiuservalue(L, idx, UV_NAME);
   name = lua_tostring(L, -1);
-  pushtable(L, &LOADING);
+  ur_pushtable(L, &ur_key_loading);
   lua_pushnil(L);
   lua_setfield(L, -2, name);  /* LOADING[name] = nil */
   lua_pop(L, 1);
@@ -243,7 +208,7 @@ void ur_load_succeed (lua_State *L, int idx) {
   lua_setiuservalue(L, idx, UV_DATA);
   ld->state = UR_LDONE;
   ur_load_dropjob(L, ld);
-  schedulewake(L, idx, ld);
+  ur_load_schedulewake(L, idx, ld);
 }
 
 
@@ -251,7 +216,7 @@ void ur_load_succeed (lua_State *L, int idx) {
 ** The load at 'idx' failed with the error at the top (left there):
 ** whatever it stored in LOADED goes, raw entry included.
 */
-static void fail (lua_State *L, int idx) {
+void ur_load_fail (lua_State *L, int idx) {
   ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
   lua_pushvalue(L, -1);
@@ -266,7 +231,7 @@ static void fail (lua_State *L, int idx) {
   lua_pushnil(L);
   lua_rawset(L, -3);  /* LOADED[name] = nil, raw */
   lua_pop(L, 1);  /* pop LOADED */
-  schedulewake(L, idx, ld);
+  ur_load_schedulewake(L, idx, ld);
 }
 
 
@@ -302,103 +267,6 @@ void ur_load_addwaiter (lua_State *L, int idx) {
 }
 
 
-/* resume 'co' from the callback thread 'L'; keep an error it raises */
-static void resume (lua_State *L, lua_State *co) {
-  int nres, status = lua_resume(co, L, 0, &nres);
-  if (status == LUA_OK || status == LUA_YIELD)
-    lua_pop(co, nres);
-  else {
-    const char *msg = lua_tostring(co, -1);
-    pushtable(L, &ERRORS);
-    luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-    lua_pop(L, 1);  /* pop ERRORS */
-    lua_resetthread(co);  /* close its pending to-be-closed variables */
-  }
-}
-
-
-/* resume each suspended thread in the list at the top; pops the list */
-static void resumeall (lua_State *L) {
-  int i, n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_State *co;
-    lua_rawgeti(L, -1, i);
-    co = lua_tothread(L, -1);  /* NULL for a waiter struck off (false) */
-    if (co != NULL && lua_status(co) == LUA_YIELD)
-      resume(L, co);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);  /* pop the list */
-}
-
-
-/* resume every suspended waiter of the load at 'idx'; empties the list */
-static void wakewaiters (lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_getiuservalue(L, idx, UV_WAITERS);
-  lua_newtable(L);
-  lua_setiuservalue(L, idx, UV_WAITERS);
-  resumeall(L);
-}
-
-
-/*
-** The load at 'idx' has its chunk loaded: resume its driver at the
-** loop's next turn to run the body, so that loading and running never
-** stall the loop in the same turn.
-*/
-void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld) {
-  idx = lua_absindex(L, idx);
-  ld->state = UR_LREADY;
-  pushtable(L, &SOON);
-  lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  lua_pop(L, 1);
-  ur_runtime_wake(L, ld->rt);
-}
-
-
-/* resume the threads in registry list 'key', emptied first */
-static void resumelist (lua_State *L, const char *key) {
-  pushtable(L, key);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  resumeall(L);
-}
-
-
-/* on the loop: run due bodies, announce ended loads (callback thread) */
-void ur_load_wakeall (lua_State *L) {
-  int i, n;
-  resumelist(L, &SERVE);
-  pushtable(L, &SOON);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &SOON);
-  n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
-    ur_load *ld;
-    lua_rawgeti(L, -1, i);
-    ld = (ur_load *)lua_touserdata(L, -1);
-    if (ld->state == UR_LREADY && ld->driver != NULL &&
-        lua_status(ld->driver) == LUA_YIELD)
-      resume(L, ld->driver);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);  /* pop the list */
-  pushtable(L, &WAKE);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &WAKE);
-  n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, -1, i);
-    wakewaiters(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
-
 /*
 ** Hand the load at 'idx' (searching; its driver is gone) to a waiter
 ** still suspended, or give it up if there is none.  The new driver is
@@ -415,7 +283,7 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
     co = lua_tothread(L, -1);
     if (co != NULL && lua_status(co) == LUA_YIELD) {
       ld->driver = co;
-      pushtable(L, &DRIVING);
+      ur_pushtable(L, &ur_key_driving);
       lua_pushvalue(L, -2);
       lua_pushvalue(L, idx);
       lua_rawset(L, -3);  /* DRIVING[co] = load */
@@ -433,7 +301,7 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
   lua_pushfstring(L, "module '%s': every coroutine that asked for it was "
                      "closed", lua_tostring(L, -1));
   lua_remove(L, -2);
-  fail(L, idx);
+  ur_load_fail(L, idx);
   lua_pop(L, 1);
 }
 
@@ -455,7 +323,7 @@ void ur_load_guard (lua_State *L, int idx) {
   luaL_setmetatable(L, GUARD);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);  /* guard -> load */
-  pushtable(L, &DRIVING);
+  ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   if (lua_rawget(L, -2) == LUA_TUSERDATA) {  /* prev */
     lua_pushvalue(L, idx);
@@ -469,7 +337,7 @@ void ur_load_guard (lua_State *L, int idx) {
 
 /* set the thread's innermost load to 'prev' of a guard (at 'g') */
 static void restorechain (lua_State *L, int g, int idx) {
-  pushtable(L, &DRIVING);
+  ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   if (lua_getiuservalue(L, g, 2) == LUA_TUSERDATA) {  /* prev */
     lua_getiuservalue(L, -1, UV_WAITSON);
@@ -512,7 +380,7 @@ static int guard_close (lua_State *L) {
         lua_remove(L, -2);
         lua_remove(L, -2);
       }
-      fail(L, 3);
+      ur_load_fail(L, 3);
       lua_pop(L, 1);
     }
   }
@@ -526,119 +394,6 @@ static int guard_close (lua_State *L) {
 /* {======================================================
 ** Cycles, waiting, and taking over
 ** ======================================================= */
-
-/*
-** Would the running thread waiting on the load at 'idx' close a cycle?
-** Follows 'waits_on' from that load; if it reaches the thread's own
-** innermost load, pushes "circular require: m -> ... -> m" and the load
-** whose body waits on the thread's own (the cycle's last edge), and
-** returns 1.  Else pushes nothing and returns 0.
-*/
-int ur_load_cycle (lua_State *L, int idx) {
-  int top, n = 0, i;
-  idx = lua_absindex(L, idx);
-  top = lua_gettop(L);
-  pushtable(L, &DRIVING);
-  lua_pushthread(L);
-  if (lua_rawget(L, -2) != LUA_TUSERDATA) {  /* top+2: mine */
-    lua_settop(L, top);
-    return 0;
-  }
-  lua_newtable(L);  /* top+3: names along the way */
-  lua_pushnil(L);  /* top+4: previous cursor */
-  lua_pushvalue(L, idx);  /* top+5: cursor */
-  for (;;) {
-    lua_getiuservalue(L, top + 5, UV_NAME);
-    lua_rawseti(L, top + 3, ++n);
-    if (lua_rawequal(L, top + 5, top + 2)) break;  /* a cycle */
-    if (n > 100000 ||
-        lua_getiuservalue(L, top + 5, UV_WAITSON) != LUA_TUSERDATA) {
-      lua_settop(L, top);  /* the chain ends: no cycle */
-      return 0;
-    }
-    lua_copy(L, top + 5, top + 4);
-    lua_replace(L, top + 5);
-  }
-  lua_pushliteral(L, "circular require: ");
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, top + 3, i);
-    lua_pushliteral(L, " -> ");
-  }
-  lua_getiuservalue(L, idx, UV_NAME);
-  lua_concat(L, 2 * n + 2);
-  lua_replace(L, top + 1);  /* message */
-  lua_copy(L, top + 4, top + 2);  /* last edge's load */
-  lua_settop(L, top + 2);
-  return 1;
-}
-
-
-/*
-** Break a cycle across threads with rule 11: the running thread's own
-** innermost load has stored a value for itself, and the load at 'x'
-** (another thread's) waits on it: that waiter is handed the value, at
-** the loop's next turn, as within one chain.  Returns 0 if it cannot.
-*/
-int ur_load_serve (lua_State *L, int x) {
-  ur_load *xl = (ur_load *)lua_touserdata(L, x);
-  lua_State *co;
-  int i, n;
-  x = lua_absindex(L, x);
-  if (xl == NULL || (co = xl->driver) == NULL || co == L ||
-      lua_status(co) != LUA_YIELD)
-    return 0;
-  pushtable(L, &DRIVING);
-  lua_pushthread(L);
-  lua_rawget(L, -2);  /* mine */
-  lua_getiuservalue(L, -1, UV_VALUE);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 3);
-    return 0;
-  }
-  lua_pop(L, 1);  /* pop value */
-  lua_getiuservalue(L, -1, UV_WAITERS);  /* off the waiters' list */
-  n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, -1, i) == LUA_TTHREAD && lua_tothread(L, -1) == co) {
-      lua_pushboolean(L, 0);
-      lua_rawseti(L, -3, i);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);  /* pop list */
-  lua_getiuservalue(L, -1, UV_SERVED);
-  lua_getiuservalue(L, x, UV_DRIVER);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, -3);  /* served[co] = true */
-  lua_pop(L, 3);  /* pop served, mine, DRIVING */
-  pushtable(L, &SERVE);
-  lua_getiuservalue(L, x, UV_DRIVER);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  lua_pop(L, 1);
-  ur_runtime_wake(L, ur_runtime_get(L));
-  return 1;
-}
-
-
-/*
-** Was the running thread, waiting on the load at 'idx', served that
-** load's stored value ('ur_load_serve')?  Then push it and return 1.
-*/
-int ur_load_served (lua_State *L, int idx) {
-  lua_getiuservalue(L, idx, UV_SERVED);
-  lua_pushthread(L);
-  if (lua_rawget(L, -2) == LUA_TNIL) {
-    lua_pop(L, 2);
-    return 0;
-  }
-  lua_pop(L, 1);
-  lua_pushthread(L);
-  lua_pushnil(L);
-  lua_rawset(L, -3);  /* served[L] = nil */
-  lua_pop(L, 1);
-  lua_getiuservalue(L, idx, UV_VALUE);
-  return 1;
-}
 
 
 /*
@@ -666,80 +421,12 @@ void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
 }
 
 
-/*
-** A job is done (loop, callback thread): resume the driver of its
-** load, whose 'k_wait' goes on with the search.
-*/
-void ur_require_done (lua_State *L, ur_job *job) {
-  ur_load *ld;
-  pushtable(L, &INFLIGHT);
-  if (lua_rawgetp(L, -1, job) != LUA_TUSERDATA)
-    return;  /* consumed already, by a synchronous takeover */
-  ld = (ur_load *)lua_touserdata(L, -1);
-  if (ld->driver != NULL && lua_status(ld->driver) == LUA_YIELD)
-    resume(L, ld->driver);
-}
-
 /* }====================================================== */
 
 
 /* {======================================================
 ** LOADED's metatable: provisional values stay in the record
 ** ======================================================= */
-
-/* __index(LOADED, k): the provisional value, for the driver only */
-static int loaded_index (lua_State *L) {
-  ur_load *ld;
-  if (lua_type(L, 2) != LUA_TSTRING ||
-      (ld = ur_load_find(L, lua_tostring(L, 2))) == NULL)
-    return 0;
-  if (ld->driver != L) return 0;
-  lua_getiuservalue(L, -1, UV_VALUE);
-  return 1;
-}
-
-
-/* __newindex(LOADED, k, v): a loading module's store goes to its record */
-static int loaded_newindex (lua_State *L) {
-  if (lua_type(L, 2) == LUA_TSTRING &&
-      ur_load_find(L, lua_tostring(L, 2)) != NULL) {
-    lua_pushvalue(L, 3);
-    lua_setiuservalue(L, -2, UV_VALUE);
-    return 0;
-  }
-  lua_settop(L, 3);
-  lua_rawset(L, 1);
-  return 0;
-}
-
-
-/*
-** uvrequire.status(name): "loaded", "loading" or nil.
-*/
-int ur_l_status (lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  if (ur_load_find(L, name) != NULL)
-    lua_pushliteral(L, "loading");
-  else {
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushstring(L, name);
-    lua_rawget(L, -2);  /* raw: a module still loading is not there */
-    if (lua_toboolean(L, -1))
-      lua_pushliteral(L, "loaded");
-    else
-      lua_pushnil(L);
-  }
-  return 1;
-}
-
-
-/* core.takeerrors(): the errors kept so far, oldest first, as a list */
-int ur_l_takeerrors (lua_State *L) {
-  pushtable(L, &ERRORS);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &ERRORS);
-  return 1;
-}
 
 
 static void newtable (lua_State *L, const char *key, const char *mode) {
@@ -762,13 +449,13 @@ static void newtable (lua_State *L, const char *key, const char *mode) {
 ** LOADED unless it already has a metatable of someone else's.
 */
 void ur_load_init (lua_State *L) {
-  newtable(L, &LOADING, NULL);
-  newtable(L, &INFLIGHT, NULL);
-  newtable(L, &DRIVING, "k");
-  newtable(L, &WAKE, NULL);
-  newtable(L, &SOON, NULL);
-  newtable(L, &SERVE, NULL);
-  newtable(L, &ERRORS, NULL);
+  newtable(L, &ur_key_loading, NULL);
+  newtable(L, &ur_key_inflight, NULL);
+  newtable(L, &ur_key_driving, "k");
+  newtable(L, &ur_key_wake, NULL);
+  newtable(L, &ur_key_soon, NULL);
+  newtable(L, &ur_key_serve, NULL);
+  newtable(L, &ur_key_errors, NULL);
   if (luaL_newmetatable(L, LOADREC)) {
     lua_pushcfunction(L, load_gc);
     lua_setfield(L, -2, "__gc");
@@ -778,18 +465,7 @@ void ur_load_init (lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 2);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (!lua_getmetatable(L, -1)) {
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, loaded_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, loaded_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);
-  }
-  else
-    lua_pop(L, 1);  /* pop the metatable found */
-  lua_pop(L, 1);  /* pop LOADED */
+  ur_loaded_guard(L);
 }
 
 /* }====================================================== */

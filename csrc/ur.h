@@ -27,6 +27,9 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+/* everything below is internal to the shared object: not exported */
+#pragma GCC visibility push(hidden)
+
 
 /* {======================================================
 ** Growable byte buffer (malloc-based; usable on any thread)
@@ -218,5 +221,7 @@ int ur_l_status (lua_State *L);
 void ur_require_init (lua_State *L);
 
 /* }====================================================== */
+
+#pragma GCC visibility pop
 
 #endif

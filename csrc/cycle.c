@@ -1,0 +1,124 @@
+/*
+** cycle.c: cycles between loads.  Each load's 'waits_on' names the
+** load its body is requiring now (nested in its own thread, or awaited
+** from another); a wait that would reach back to the waiter's own
+** innermost load closes a cycle.  Rule 11 of stock 'require' (a module
+** that stored a value for itself is served to its cycle) is kept
+** across threads; anything else is an error naming the chain.
+*/
+
+#include "load.h"
+
+
+/*
+** Would the running thread waiting on the load at 'idx' close a cycle?
+** Follows 'waits_on' from that load; if it reaches the thread's own
+** innermost load, pushes "circular require: m -> ... -> m" and the load
+** whose body waits on the thread's own (the cycle's last edge), and
+** returns 1.  Else pushes nothing and returns 0.
+*/
+int ur_load_cycle (lua_State *L, int idx) {
+  int top, n = 0, i;
+  idx = lua_absindex(L, idx);
+  top = lua_gettop(L);
+  ur_pushtable(L, &ur_key_driving);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) != LUA_TUSERDATA) {  /* top+2: mine */
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_newtable(L);  /* top+3: names along the way */
+  lua_pushnil(L);  /* top+4: previous cursor */
+  lua_pushvalue(L, idx);  /* top+5: cursor */
+  for (;;) {
+    lua_getiuservalue(L, top + 5, UV_NAME);
+    lua_rawseti(L, top + 3, ++n);
+    if (lua_rawequal(L, top + 5, top + 2)) break;  /* a cycle */
+    if (n > 100000 ||
+        lua_getiuservalue(L, top + 5, UV_WAITSON) != LUA_TUSERDATA) {
+      lua_settop(L, top);  /* the chain ends: no cycle */
+      return 0;
+    }
+    lua_copy(L, top + 5, top + 4);
+    lua_replace(L, top + 5);
+  }
+  lua_pushliteral(L, "circular require: ");
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, top + 3, i);
+    lua_pushliteral(L, " -> ");
+  }
+  lua_getiuservalue(L, idx, UV_NAME);
+  lua_concat(L, 2 * n + 2);
+  lua_replace(L, top + 1);  /* message */
+  lua_copy(L, top + 4, top + 2);  /* last edge's load */
+  lua_settop(L, top + 2);
+  return 1;
+}
+
+
+/*
+** Break a cycle across threads with rule 11: the running thread's own
+** innermost load has stored a value for itself, and the load at 'x'
+** (another thread's) waits on it: that waiter is handed the value, at
+** the loop's next turn, as within one chain.  Returns 0 if it cannot.
+*/
+int ur_load_serve (lua_State *L, int x) {
+  ur_load *xl = (ur_load *)lua_touserdata(L, x);
+  lua_State *co;
+  int i, n;
+  x = lua_absindex(L, x);
+  if (xl == NULL || (co = xl->driver) == NULL || co == L ||
+      lua_status(co) != LUA_YIELD)
+    return 0;
+  ur_pushtable(L, &ur_key_driving);
+  lua_pushthread(L);
+  lua_rawget(L, -2);  /* mine */
+  lua_getiuservalue(L, -1, UV_VALUE);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  lua_pop(L, 1);  /* pop value */
+  lua_getiuservalue(L, -1, UV_WAITERS);  /* off the waiters' list */
+  n = (int)luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, -1, i) == LUA_TTHREAD && lua_tothread(L, -1) == co) {
+      lua_pushboolean(L, 0);
+      lua_rawseti(L, -3, i);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop list */
+  lua_getiuservalue(L, -1, UV_SERVED);
+  lua_getiuservalue(L, x, UV_DRIVER);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);  /* served[co] = true */
+  lua_pop(L, 3);  /* pop served, mine, DRIVING */
+  ur_pushtable(L, &ur_key_serve);
+  lua_getiuservalue(L, x, UV_DRIVER);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
+  ur_runtime_wake(L, ur_runtime_get(L));
+  return 1;
+}
+
+
+/*
+** Was the running thread, waiting on the load at 'idx', served that
+** load's stored value ('ur_load_serve')?  Then push it and return 1.
+*/
+int ur_load_served (lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, UV_SERVED);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushthread(L);
+  lua_pushnil(L);
+  lua_rawset(L, -3);  /* served[L] = nil */
+  lua_pop(L, 1);
+  lua_getiuservalue(L, idx, UV_VALUE);
+  return 1;
+}

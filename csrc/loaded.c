@@ -1,0 +1,76 @@
+/*
+** loaded.c: the metatable of LOADED (registry._LOADED, which is
+** package.loaded), and uvrequire.status.  What a loading module stores
+** in package.loaded[name] goes to its load record; only the thread
+** driving the load reads it back.  Keys present in the table never
+** reach these metamethods, so the already-loaded path is untouched.
+*/
+
+#include "load.h"
+
+
+/* __index(LOADED, k): the provisional value, for the driver only */
+static int loaded_index (lua_State *L) {
+  ur_load *ld;
+  if (lua_type(L, 2) != LUA_TSTRING ||
+      (ld = ur_load_find(L, lua_tostring(L, 2))) == NULL)
+    return 0;
+  if (ld->driver != L) return 0;
+  lua_getiuservalue(L, -1, UV_VALUE);
+  return 1;
+}
+
+
+/* __newindex(LOADED, k, v): a loading module's store goes to its record */
+static int loaded_newindex (lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING &&
+      ur_load_find(L, lua_tostring(L, 2)) != NULL) {
+    lua_pushvalue(L, 3);
+    lua_setiuservalue(L, -2, UV_VALUE);
+    return 0;
+  }
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+
+/*
+** Install the metatable on LOADED, unless LOADED already has one of
+** someone else's (then what a loading module stores is visible at once,
+** as in stock Lua).  Stack: net zero.
+*/
+void ur_loaded_guard (lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (!lua_getmetatable(L, -1)) {
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, loaded_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, loaded_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+  }
+  else
+    lua_pop(L, 1);  /* pop the metatable found */
+  lua_pop(L, 1);  /* pop LOADED */
+}
+
+
+/*
+** uvrequire.status(name): "loaded", "loading" or nil.
+*/
+int ur_l_status (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (ur_load_find(L, name) != NULL)
+    lua_pushliteral(L, "loading");
+  else {
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);  /* raw: a module still loading is not there */
+    if (lua_toboolean(L, -1))
+      lua_pushliteral(L, "loaded");
+    else
+      lua_pushnil(L);
+  }
+  return 1;
+}
