@@ -67,19 +67,37 @@ void ur_load_schedulewake (lua_State *L, int idx, ur_load *ld) {
 }
 
 
-/*
-** The load at 'idx' has its chunk loaded: resume its driver at the
-** loop's next turn to run the body, so that loading and running never
-** stall the loop in the same turn.
-*/
-void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld) {
+/* append the load at 'idx' to the run queue and have the loop see it */
+static void enqueue (lua_State *L, int idx, ur_load *ld) {
   idx = lua_absindex(L, idx);
-  ld->state = UR_LREADY;
   ur_pushtable(L, &ur_key_soon);
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
   lua_pop(L, 1);
-  ur_runtime_wake(L, ld->rt);
+  ur_runtime_wake(L, ld->rt ? ld->rt : ur_runtime_get(L));
+}
+
+
+/*
+** The load at 'idx' has its chunk loaded: its driver runs the body
+** from the run queue, at a later turn of the loop, so that loading and
+** running never stall the loop in the same turn.
+*/
+void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld) {
+  ld->state = UR_LREADY;
+  enqueue(L, idx, ld);
+}
+
+
+/*
+** A job is done (loop, callback thread): its load goes to the run
+** queue, where its driver's 'k_wait' will go on with the search.
+*/
+void ur_require_done (lua_State *L, ur_job *job) {
+  ur_pushtable(L, &ur_key_inflight);
+  if (lua_rawgetp(L, -1, job) != LUA_TUSERDATA)
+    return;  /* consumed already, by a synchronous takeover */
+  enqueue(L, -1, (ur_load *)lua_touserdata(L, -1));
 }
 
 
@@ -92,24 +110,55 @@ static void resumelist (lua_State *L, const char *key) {
 }
 
 
-/* on the loop: run due bodies, announce ended loads (callback thread) */
-void ur_load_wakeall (lua_State *L) {
-  int i, n;
-  resumelist(L, &ur_key_serve);
-  ur_pushtable(L, &ur_key_soon);
+/*
+** Work through the run queue: resume the driver of each load whose job
+** is done (it loads the chunk) or whose body is due.  Stop once
+** RUN_BUDGET ns of the loop's time are spent; the rest waits for the
+** next turn, so that one turn holds one big chunk, or many small ones.
+*/
+#define RUN_BUDGET 1000000
+
+static void runqueue (lua_State *L) {
+  uint64_t start = uv_hrtime();
+  int i, j, n, m;
+  ur_pushtable(L, &ur_key_soon);  /* the queue to work through */
   lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &ur_key_soon);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ur_key_soon);  /* for new items */
   n = (int)luaL_len(L, -1);
-  for (i = 1; i <= n; i++) {
+  for (i = 1; i <= n && uv_hrtime() - start <= RUN_BUDGET; i++) {
     ur_load *ld;
     lua_rawgeti(L, -1, i);
     ld = (ur_load *)lua_touserdata(L, -1);
-    if (ld->state == UR_LREADY && ld->driver != NULL &&
-        lua_status(ld->driver) == LUA_YIELD)
+    if (ld->driver != NULL && lua_status(ld->driver) == LUA_YIELD &&
+        (ld->state == UR_LREADY || ld->state == UR_LSEARCH))
       ur_load_resume(L, ld->driver);
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);  /* pop the list */
+  if (i <= n) {  /* over budget: the rest first, then the new items */
+    ur_pushtable(L, &ur_key_soon);
+    m = (int)luaL_len(L, -1);
+    lua_createtable(L, n - i + 1 + m, 0);
+    for (j = i; j <= n; j++) {
+      lua_rawgeti(L, -3, j);
+      lua_rawseti(L, -2, j - i + 1);
+    }
+    for (j = 1; j <= m; j++) {
+      lua_rawgeti(L, -2, j);
+      lua_rawseti(L, -2, n - i + 1 + j);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ur_key_soon);  /* pops it */
+    lua_pop(L, 1);  /* pop the new items' queue */
+    ur_runtime_wake(L, ur_runtime_get(L));
+  }
+  lua_pop(L, 1);  /* pop the queue worked through */
+}
+
+
+/* on the loop: serve, run the queue, announce ended loads */
+void ur_load_wakeall (lua_State *L) {
+  int i, n;
+  resumelist(L, &ur_key_serve);
+  runqueue(L);
   ur_pushtable(L, &ur_key_wake);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ur_key_wake);
@@ -120,21 +169,6 @@ void ur_load_wakeall (lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-}
-
-
-/*
-** A job is done (loop, callback thread): resume the driver of its
-** load, whose 'k_wait' goes on with the search.
-*/
-void ur_require_done (lua_State *L, ur_job *job) {
-  ur_load *ld;
-  ur_pushtable(L, &ur_key_inflight);
-  if (lua_rawgetp(L, -1, job) != LUA_TUSERDATA)
-    return;  /* consumed already, by a synchronous takeover */
-  ld = (ur_load *)lua_touserdata(L, -1);
-  if (ld->driver != NULL && lua_status(ld->driver) == LUA_YIELD)
-    ur_load_resume(L, ld->driver);
 }
 
 
