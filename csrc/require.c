@@ -6,11 +6,14 @@
 ** Searchers run in the order of 'package.searchers'.  A user's searcher
 ** (and the standard preload searcher, a mere table lookup) is called on
 ** the Lua thread as stock Lua calls it.  A run of consecutive standard
-** file searchers (Lua, C, Croot) becomes one executor job.  While the
-** job runs, a yieldable caller yields (the value 'PENDING'), and is
-** resumed on the loop when the job is done; any other caller blocks
-** until it is done.  The loader is called with 'lua_callk', so a module
-** body may itself yield.
+** file searchers (Lua, C, Croot) becomes one job.  A caller that can
+** yield hands it to the executor and yields (the value 'PENDING'); it
+** is resumed from the loop's run queue (wake.c) when the job is done,
+** loads the chunk, and runs the body at a later turn.  A caller that
+** cannot yield runs the job itself, on the Lua thread: it would block
+** anyway, and so it needs no thread hop and no bytecode round trip.
+** The loader is called with 'lua_callk', so a module body may itself
+** yield.
 **
 ** A module not yet loaded has a load record (load.c) that owns its
 ** search state and job; the 'require' frame that drives it, or waits
@@ -222,7 +225,6 @@ static int findloader (lua_State *L) {
   ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
   const char *name = lua_tostring(L, 1);
   for (;; ld->next++) {
-    int err;
     if (lua_rawgeti(L, 3, ld->next) == LUA_TNIL) {  /* no more */
       lua_pop(L, 1);
       ur_load_pushmsgs(L, LOADIDX);
@@ -247,19 +249,14 @@ static int findloader (lua_State *L) {
     }
     lua_pop(L, 1);  /* pop searcher */
     ld->next = buildjob(L, ld->next, ld);
-    if (canyield(L)) {
-      if ((err = ur_runtime_submit(L, ld->rt, ld->job, 1)) == 0) {
-        ur_load_injob(L, LOADIDX, ld);
-        return wait(L);
-      }
+    if (canyield(L) && ur_runtime_submit(L, ld->rt, ld->job, 1) == 0) {
+      ur_load_injob(L, LOADIDX, ld);
+      return wait(L);
     }
-    else {  /* blocking anyway: run it here, no thread hop */
-      ld->job->inplace = 1;
-      ur_job_run(ld->job, NULL);
-      return afterjob(L);
-    }
-    return luaL_error(L, "uvrequire: cannot submit import: %s",
-                      uv_strerror(err));
+    /* blocking anyway (or no executor thread could start): run it here */
+    ld->job->inplace = 1;
+    ur_job_run(ld->job, NULL);
+    return afterjob(L);
   }
 }
 
