@@ -4,19 +4,14 @@ local H = require "helper"
 local U, uv = H.uv, H.luv
 
 describe("awaitable require", function()
-  local dir, oldpath
+  local scratch, dir
 
   before_each(function()
-    dir = H.tmpdir()
-    oldpath = package.path
-    package.path = dir .. "/?.lua"
+    scratch = H.scratch()
+    dir = scratch.dir
   end)
 
-  after_each(function()
-    package.path = oldpath
-    H.clean()
-    H.rmtree(dir)
-  end)
+  after_each(function() scratch.restore() end)
 
   it("delivers imports on luv's loop when luv came first", function()
     H.write(dir .. "/first.lua", "return 'first'")

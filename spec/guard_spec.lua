@@ -14,7 +14,7 @@ end
 ]]
 
 describe("guarded package.loaded", function()
-  local dir, oldpath, names
+  local dir, names
 
   -- write modules { name = source } and remember their names
   local function modules(t)
@@ -24,19 +24,18 @@ describe("guarded package.loaded", function()
     end
   end
 
+  local scratch
+
   before_each(function()
-    dir = H.tmpdir()
-    oldpath = package.path
-    package.path = dir .. "/?.lua"
+    scratch = H.scratch()
+    dir = scratch.dir
     names = {}
     _G.RUNS = {}
   end)
 
   after_each(function()
-    package.path = oldpath
-    H.clean()
+    scratch.restore()
     for _, n in ipairs(names) do package.loaded[n] = nil end
-    H.rmtree(dir)
     _G.RUNS = nil
   end)
 
@@ -324,17 +323,12 @@ end)
 
 -- busted's insulation saves and restores package.loaded around a block
 describe("insulation", function()
-  local dir, oldpath
+  local scratch
   setup(function()
-    dir = H.tmpdir()
-    oldpath = package.path
-    package.path = dir .. "/?.lua"
-    H.write(dir .. "/insulated.lua", "return 'i'")
+    scratch = H.scratch()
+    H.write(scratch.dir .. "/insulated.lua", "return 'i'")
   end)
-  teardown(function()
-    package.path = oldpath
-    H.rmtree(dir)
-  end)
+  teardown(function() scratch.restore() end)
 
   insulate("inside", function()
     it("loads a module", function()

@@ -28,6 +28,20 @@ function H.rmtree(dir)
   os.execute("rm -rf '" .. dir .. "'")
 end
 
+--- A scratch directory for module files: package.path points into it
+-- until `s.restore()`, which puts the path back, proves the loop clean
+-- and removes the directory.  `s.dir` is its path.
+function H.scratch()
+  local s = { dir = H.tmpdir(), path = package.path }
+  package.path = s.dir .. "/?.lua"
+  function s.restore()
+    package.path = s.path
+    H.clean()
+    H.rmtree(s.dir)
+  end
+  return s
+end
+
 --- Write `content` to `path`, creating directories as needed.
 function H.write(path, content)
   local d = path:match("^(.*)/[^/]*$")

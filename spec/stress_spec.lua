@@ -40,21 +40,18 @@ local function source(i, deps, naps, raises)
 end
 
 describe("stress", function()
-  local dir, oldpath
+  local scratch, dir
 
   before_each(function()
-    dir = H.tmpdir()
-    oldpath = package.path
-    package.path = dir .. "/?.lua"
+    scratch = H.scratch()
+    dir = scratch.dir
   end)
 
   after_each(function()
-    package.path = oldpath
     for i = 1, NMOD do package.loaded["st" .. i] = nil end
     _G.STRESS = nil
     _G.require = H.stock
-    H.clean()
-    H.rmtree(dir)
+    scratch.restore()
   end)
 
   it("loads each module once, never shows a partial one, leaves the rest",
