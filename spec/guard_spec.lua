@@ -91,6 +91,32 @@ describe("guarded package.loaded", function()
       assert.equals(1, RUNS.dropped)
     end)
 
+    it("fails for the waiters when the driver is closed mid-body",
+       function()
+      modules { midway = [[
+        RUNS.midway = (RUNS.midway or 0) + 1
+        local co = coroutine.running()
+        local t = require("luv").new_timer()
+        t:start(1, 0, function()
+          t:close()
+          coroutine.resume(co)  -- (closed by then: resume fails quietly)
+        end)
+        coroutine.yield()
+        return "never"
+      ]] }
+      local driver = coroutine.create(U.require)
+      coroutine.resume(driver, "midway")
+      while RUNS.midway == nil do U.run("once") end  -- body has started
+      local waiter = U.spawn(U.require, "midway")
+      assert(coroutine.close(driver))
+      local ok, err = waiter:wait()
+      assert.is_false(ok)
+      assert.equals("module 'midway' was loading in a coroutine that was " ..
+                    "closed", err)
+      assert.is_nil(U.status("midway"))
+      assert.is_nil(rawget(package.loaded, "midway"))
+    end)
+
     it("gives the load up, leaving no trace, when all requesters close",
        function()
       modules { nobody = "RUNS.nobody = (RUNS.nobody or 0) + 1" }
