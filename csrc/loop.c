@@ -48,6 +48,30 @@ static void freenotice (uv_handle_t *h) {
 }
 
 
+/*
+** A new notice on the loop in use, calling 'cb' once sent; NULL and a
+** libuv error code in '*err' on failure.  May raise (choosing the loop)
+** before it allocates anything.
+*/
+static notice *newnotice (lua_State *L, ur_runtime *rt, uv_async_cb cb,
+                          int *err) {
+  uv_loop_t *loop = ur_runtime_loop(L, rt);
+  notice *n = (notice *)malloc(sizeof(*n));
+  if (n == NULL) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  if ((*err = uv_async_init(loop, &n->h, cb)) != 0) {
+    free(n);
+    return NULL;
+  }
+  n->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
+  n->job = NULL;
+  n->rt = rt;
+  return n;
+}
+
+
 static void unlink_job (ur_runtime *rt, ur_job *job) {
   if (job->lprev) job->lprev->lnext = job->lnext;
   else rt->jobs = job->lnext;
@@ -121,19 +145,11 @@ static void onwake (uv_async_t *h) {
 ** now: the caller is in the middle of a driver's 'require').
 */
 void ur_runtime_wake (lua_State *L, ur_runtime *rt) {
-  uv_loop_t *loop;
   notice *n;
+  int err;
   if (rt->wake != NULL || rt->closed) return;
-  loop = ur_runtime_loop(L, rt);
-  n = (notice *)malloc(sizeof(*n));
-  if (n == NULL) luaL_error(L, "not enough memory");
-  if (uv_async_init(loop, &n->h, onwake) != 0) {
-    free(n);
-    luaL_error(L, "uvrequire: cannot wake waiters");
-  }
-  n->h.data = NULL;
-  n->job = NULL;
-  n->rt = rt;
+  if ((n = newnotice(L, rt, onwake, &err)) == NULL)
+    luaL_error(L, "uvrequire: cannot wake waiters: %s", uv_strerror(err));
   rt->wake = &n->h;
   uv_async_send(&n->h);
 }
@@ -235,27 +251,15 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
 
 
 /*
-** Submit 'job'.  With 'async', its completion wakes the loop in use and
-** calls 'ur_require_done'; without, the caller waits ('ur_exec_wait').
-** Returns 0 or a libuv error code (the job is then not submitted).
+** Submit 'job' to the executor; its completion wakes the loop in use
+** and calls 'ur_require_done'.  Returns 0 or a libuv error code (the
+** job is then not submitted).
 */
-int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job,
-                       int async) {
-  uv_loop_t *loop;
-  notice *n;
+int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
   int err;
-  if (!async)
-    return ur_exec_submit(job);
-  loop = ur_runtime_loop(L, rt);  /* may raise: nothing allocated yet */
-  n = (notice *)malloc(sizeof(*n));
-  if (n == NULL) return UV_ENOMEM;
-  if ((err = uv_async_init(loop, &n->h, ondone)) != 0) {
-    free(n);
-    return err;
-  }
-  n->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
+  notice *n = newnotice(L, rt, ondone, &err);
+  if (n == NULL) return err;
   n->job = job;
-  n->rt = rt;
   job->async = &n->h;
   job->lprev = NULL;
   job->lnext = rt->jobs;

@@ -249,7 +249,7 @@ static int findloader (lua_State *L) {
     }
     lua_pop(L, 1);  /* pop searcher */
     ld->next = buildjob(L, ld->next, ld);
-    if (canyield(L) && ur_runtime_submit(L, ld->rt, ld->job, 1) == 0) {
+    if (canyield(L) && ur_runtime_submit(L, ld->rt, ld->job) == 0) {
       ur_load_injob(L, LOADIDX, ld);
       return wait(L);
     }

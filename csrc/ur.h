@@ -102,7 +102,6 @@ struct ur_job {
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
-  int consumed;               /* results taken by a requirer */
 };
 
 /* search.c: run a job to completion (executor thread) */
@@ -160,8 +159,7 @@ ur_runtime *ur_runtime_get (lua_State *L);
 /* the loop in use, chosen on first call; NULL and a message on error */
 uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
 /* submit 'job' so that its completion wakes the loop */
-int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job,
-                       int async);
+int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job);
 /* the runtime gives up 'job' (results consumed or owner gone) */
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 
