@@ -310,4 +310,16 @@ function gen.addpath(dir)
   return function() package.path = old end
 end
 
+--- Run `main(dir)` with a fresh scratch directory, removed afterwards
+-- whatever happens; on an error, report it with `label` and exit 1.
+function gen.run(label, main)
+  local dir = gen.tmpdir(label)
+  local ok, err = xpcall(main, debug.traceback, dir)
+  gen.rmtree(dir)
+  if not ok then
+    io.stderr:write(label, " failed: ", tostring(err), "\n")
+    os.exit(1)
+  end
+end
+
 return gen

@@ -439,10 +439,4 @@ local function main(dir)
   print(table.concat(out, "\n"))
 end
 
-local dir = gen.tmpdir("uvrbench")
-local ok, err = xpcall(main, debug.traceback, dir)
-gen.rmtree(dir)
-if not ok then
-  io.stderr:write("bench failed: ", tostring(err), "\n")
-  os.exit(1)
-end
+gen.run("uvrbench", main)

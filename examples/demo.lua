@@ -151,10 +151,4 @@ local function main(dir)
     .. " modules were imported."):format(un, sn))
 end
 
-local dir = gen.tmpdir("uvrdemo")
-local ok, err = xpcall(main, debug.traceback, dir)
-gen.rmtree(dir)
-if not ok then
-  io.stderr:write("demo failed: ", tostring(err), "\n")
-  os.exit(1)
-end
+gen.run("uvrdemo", main)

@@ -31,18 +31,14 @@ describe("C modules:", function()
     uv.run()
   end)
 
+  local fresh
+
   before_each(function()
-    saved = C.save()
-    dir = H.tmpdir()
-    package.path = dir .. "/?.lua"
-    package.cpath = FIX .. "?.so"
+    fresh = C.fresh(FIX .. "?.so")
+    dir, saved = fresh.dir, fresh.saved
   end)
 
-  after_each(function()
-    C.restore(saved)
-    H.clean()
-    H.rmtree(dir)
-  end)
+  after_each(function() fresh.restore() end)
 
   it("the fixtures are built", function()
     for _, f in ipairs({ "fix1", "fix2-v2", "fix3-v3", "fix4-v4", "nosym" }) do

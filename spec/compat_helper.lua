@@ -151,4 +151,20 @@ function C.restore(s)
   for _, k in ipairs(drop) do rawset(_G, k, nil) end
 end
 
+--- A spec's fresh start: the package state saved (C.save), a scratch
+-- directory `s.dir` on package.path, and package.cpath set to `cpath`
+-- (default: the scratch directory).  `s.restore()` undoes it all and
+-- proves the loop clean.  `s.saved` is what C.save returned.
+function C.fresh(cpath)
+  local s = { saved = C.save(), dir = H.tmpdir() }
+  package.path = s.dir .. "/?.lua"
+  package.cpath = cpath or s.dir .. "/?.so"
+  function s.restore()
+    C.restore(s.saved)
+    H.clean()
+    H.rmtree(s.dir)
+  end
+  return s
+end
+
 return C

@@ -29,18 +29,14 @@ describe("require compatibility:", function()
     }
   end
 
+  local fresh
+
   before_each(function()
-    saved = C.save()
-    dir = H.tmpdir()
-    package.path = dir .. "/?.lua"
-    package.cpath = dir .. "/?.so"
+    fresh = C.fresh()
+    dir, saved = fresh.dir, fresh.saved
   end)
 
-  after_each(function()
-    C.restore(saved)
-    H.clean()
-    H.rmtree(dir)
-  end)
+  after_each(function() fresh.restore() end)
 
   describe("results", function()
     it("an already loaded module is returned alone, without a search", function()
