@@ -2,18 +2,21 @@
 ** core.c: luaopen_uvrequire_core, the C core's only entry point.
 ** The public module is 'uvrequire' (lua/uvrequire.lua), which wraps
 ** this one; see README.md for the API.
+**
+** Calls go one way:  core -> require -> {cycle, loaded} -> load ->
+** sched -> loop -> executor -> search -> {compile, clib}.
 */
 
 #include "ur.h"
 #include "lualib.h"
+#include "uvrequire.h"
 
 
 static const luaL_Reg corefuncs[] = {
   {"run", ur_l_run},
   {"loopinfo", ur_l_loopinfo},
-  {"takeerrors", ur_l_takeerrors},
-  {"setyield", ur_l_setyield},
   {"status", ur_l_status},
+  {"setloop", ur_l_setloop},
   {NULL, NULL}
 };
 
@@ -29,15 +32,18 @@ static void pushrequire (lua_State *L, int pkg, lua_CFunction f,
 
 int luaopen_uvrequire_core (lua_State *L) {
   luaL_newlib(L, corefuncs);
-  ur_require_init(L);  /* pushes PENDING */
-  lua_setfield(L, -2, "PENDING");
+  ur_sched_register(L);  /* the scheduler's functions and PENDING */
+  ur_require_init(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE)
     return luaL_error(L, "uvrequire needs the package library");
   pushrequire(L, lua_gettop(L), ur_l_require, 0);
+  ur_loaded_guard(L, -1);  /* LOADED's metatable uses this 'require' */
   lua_setfield(L, -4, "require");
   pushrequire(L, lua_gettop(L), ur_l_import_module, 1);
   lua_setfield(L, -4, "import_module");
+  lua_pushcfunction(L, ur_l_setloop);  /* for 'uvrequire_set_loop' */
+  lua_setfield(L, LUA_REGISTRYINDEX, UVREQUIRE_SETLOOP_KEY);
   lua_pop(L, 2);  /* pop 'package' and LOADED */
   return 1;
 }

@@ -19,8 +19,10 @@
 */
 int ur_load_cycle (lua_State *L, int idx) {
   int top, n = 0, i;
+  luaL_Buffer b;
   idx = lua_absindex(L, idx);
   top = lua_gettop(L);
+  luaL_checkstack(L, 8, NULL);
   ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   if (lua_rawget(L, -2) != LUA_TUSERDATA) {  /* top+2: mine */
@@ -42,13 +44,16 @@ int ur_load_cycle (lua_State *L, int idx) {
     lua_copy(L, top + 5, top + 4);
     lua_replace(L, top + 5);
   }
-  lua_pushliteral(L, "circular require: ");
+  luaL_buffinit(L, &b);  /* "circular require: a -> ... -> a" */
+  luaL_addstring(&b, "circular require: ");
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, top + 3, i);
-    lua_pushliteral(L, " -> ");
+    luaL_addvalue(&b);
+    luaL_addstring(&b, " -> ");
   }
   lua_getiuservalue(L, idx, UV_NAME);
-  lua_concat(L, 2 * n + 2);
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
   lua_replace(L, top + 1);  /* message */
   lua_copy(L, top + 4, top + 2);  /* last edge's load */
   lua_settop(L, top + 2);
@@ -65,10 +70,10 @@ int ur_load_cycle (lua_State *L, int idx) {
 int ur_load_serve (lua_State *L, int x) {
   ur_load *xl = (ur_load *)lua_touserdata(L, x);
   lua_State *co;
-  int i, n;
+  lua_Integer tok, i, n;
   x = lua_absindex(L, x);
   if (xl == NULL || (co = xl->driver) == NULL || co == L ||
-      lua_status(co) != LUA_YIELD)
+      lua_status(co) != LUA_YIELD || (tok = ur_sched_tokenof(L, co)) == 0)
     return 0;
   ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
@@ -80,10 +85,11 @@ int ur_load_serve (lua_State *L, int x) {
   }
   lua_pop(L, 1);  /* pop value */
   lua_getiuservalue(L, -1, UV_WAITERS);  /* off the waiters' list */
-  n = (int)luaL_len(L, -1);
+  n = luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
-    if (lua_rawgeti(L, -1, i) == LUA_TTHREAD && lua_tothread(L, -1) == co) {
-      lua_pushboolean(L, 0);
+    lua_rawgeti(L, -1, i);
+    if (lua_tointeger(L, -1) == tok) {
+      lua_pushinteger(L, 0);
       lua_rawseti(L, -3, i);
     }
     lua_pop(L, 1);
@@ -94,11 +100,7 @@ int ur_load_serve (lua_State *L, int x) {
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);  /* served[co] = true */
   lua_pop(L, 3);  /* pop served, mine, DRIVING */
-  ur_pushtable(L, &ur_key_serve);
-  lua_getiuservalue(L, x, UV_DRIVER);
-  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-  lua_pop(L, 1);
-  ur_runtime_wake(L, ur_runtime_get(L));
+  ur_sched_ready(L, tok);
   return 1;
 }
 

@@ -195,3 +195,35 @@ void ur_exec_release (ur_job *job) {
   uv_mutex_unlock(&lock);
   if (freeit) ur_job_free(job);
 }
+
+
+/*
+** Take 'job' back if it is still queued: it leaves the queue and is the
+** owner's again (UR_NEW), to run on the owner's thread.  Returns 1 if
+** so, 0 if a worker has it or it is done.
+*/
+int ur_exec_takeback (ur_job *job) {
+  int taken = 0;
+  uv_mutex_lock(&lock);
+  if (job->state == UR_QUEUED) {
+    unqueue(job);
+    job->state = UR_NEW;
+    taken = 1;
+  }
+  uv_mutex_unlock(&lock);
+  return taken;
+}
+
+
+/*
+** Run a job taken back ('ur_exec_takeback') on the calling thread, in a
+** scratch lua_State, and mark it done as a worker would.
+*/
+void ur_exec_runhere (ur_job *job) {
+  lua_State *W = luaL_newstate();  /* NULL: the job reports no memory */
+  ur_job_run(job, W);
+  if (W != NULL) lua_close(W);
+  uv_mutex_lock(&lock);
+  job->state = UR_DONE;
+  uv_mutex_unlock(&lock);
+}

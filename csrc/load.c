@@ -4,23 +4,23 @@
 ** any coroutine, owns the load:
 **
 **   - its executor job, its search state (next searcher, messages),
-**   - its 'driver', the thread that runs the search and the body,
+**   - its 'driver', the thread that runs the search and the body, and
+**     the token under which the driver waits, if it waits,
 **   - its provisional value (what the body stored in package.loaded),
 **     seen only by the driver, through LOADED's metatable,
-**   - its waiters, threads that asked for it meanwhile, woken on the
-**     loop when it ends with the very same value and loader data, or
-**     the very same error,
+**   - its loader while the body is due (so another thread can run it),
+**   - its waiters' tokens, queued when it ends: each waiter then reads
+**     the very same value and loader data, or the very same error,
 **   - 'waits_on', the load its body is requiring now: the edges along
 **     which cycles are found, within one thread or across several.
 **
-** Each slow-path 'require' frame holds a guard, a to-be-closed value:
-** whether the frame returns, raises or its coroutine is closed, the
-** guard's __close settles the load (failure, or handing the driver's
-** role to a waiter) and restores the thread's chain.
+** A load ends in the driver's require frame (require.c), which catches
+** every error of searchers and loader; the frame's to-be-closed guard
+** only acts when the driver's coroutine is closed while it waits: the
+** load then goes to a waiter, or fails.
 **
 ** This file: the records, how a load ends, the guard, taking over.
-** wake.c wakes waiting threads; cycle.c finds and breaks cycles;
-** loaded.c is LOADED's metatable.
+** cycle.c finds and breaks cycles; loaded.c is LOADED's metatable.
 */
 
 #include <string.h>
@@ -32,17 +32,13 @@
 const char ur_key_loading = 'l';   /* name -> load record */
 const char ur_key_inflight = 'i';  /* job (light ud) -> load record */
 const char ur_key_driving = 'd';   /* thread -> innermost load record */
-const char ur_key_wake = 'w';      /* list of ended loads to announce */
-const char ur_key_soon = 's';      /* list of loads whose body is due */
-const char ur_key_serve = 'v';     /* list of threads served a value */
-const char ur_key_errors = 'e';    /* errors of resumed coroutines */
 
 
 /* {======================================================
 ** Records and small helpers
 ** ======================================================= */
 
-/* release the job of load 'ld' (at 'idx'), if any.  Stack: net zero */
+/* release the job of load 'ld', if any.  Stack: net zero */
 void ur_load_dropjob (lua_State *L, ur_load *ld) {
   if (ld->job != NULL) {
     ur_pushtable(L, &ur_key_inflight);
@@ -71,6 +67,20 @@ void ur_load_injob (lua_State *L, int idx, ur_load *ld) {
 }
 
 
+/*
+** A job is done (loop turn): queue its driver's token.  Only lookups
+** and 'ur_sched_ready': never allocates, never raises.
+*/
+void ur_load_deliver (lua_State *L, ur_job *job) {
+  ur_pushtable(L, &ur_key_inflight);
+  if (lua_rawgetp(L, -1, job) == LUA_TUSERDATA) {
+    ur_load *ld = (ur_load *)lua_touserdata(L, -1);
+    if (ld->dtoken != 0) ur_sched_ready(L, ld->dtoken);
+  }
+  lua_pop(L, 2);
+}
+
+
 /* load record of 'name', pushed, or nothing and NULL */
 ur_load *ur_load_find (lua_State *L, const char *name) {
   ur_pushtable(L, &ur_key_loading);
@@ -86,7 +96,6 @@ ur_load *ur_load_find (lua_State *L, const char *name) {
 /* make the running thread the driver of the load at 'idx' */
 static void setdriver (lua_State *L, int idx, ur_load *ld) {
   idx = lua_absindex(L, idx);
-  ld->driver = L;
   lua_pushthread(L);
   lua_setiuservalue(L, idx, UV_DRIVER);
   ur_pushtable(L, &ur_key_driving);
@@ -94,14 +103,16 @@ static void setdriver (lua_State *L, int idx, ur_load *ld) {
   lua_pushvalue(L, idx);
   lua_rawset(L, -3);  /* DRIVING[L] = load */
   lua_pop(L, 1);
+  ld->driver = L;
+  ld->dtoken = 0;
 }
 
 
 /*
 ** Start loading 'name' (LOADED[name] was falsy): push a new load record,
-** in LOADING[name].  A 'false' left in
-** LOADED by an earlier loader is cleared, so that the body's own
-** stores reach the record.
+** in LOADING[name].  A 'false' left in LOADED by an earlier loader is
+** cleared (and remembered), so that the body's own stores reach the
+** record.
 */
 ur_load *ur_load_new (lua_State *L, const char *name) {
   ur_load *ld = (ur_load *)lua_newuserdatauv(L, sizeof(ur_load), NUV);
@@ -115,16 +126,21 @@ ur_load *ur_load_new (lua_State *L, const char *name) {
   lua_setiuservalue(L, -2, UV_WAITERS);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_SERVED);
-  lua_pushliteral(L, "");
+  lua_newtable(L);
   lua_setiuservalue(L, -2, UV_MSGS);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushstring(L, name);
+  ld->hadfalse = (lua_rawget(L, -2) == LUA_TBOOLEAN);
+  lua_pop(L, 1);
+  if (ld->hadfalse) {
+    lua_pushstring(L, name);
+    lua_pushnil(L);
+    lua_rawset(L, -3);  /* LOADED[name] = nil, for now */
+  }
+  lua_pop(L, 1);  /* pop LOADED */
   ur_pushtable(L, &ur_key_loading);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, name);  /* LOADING[name] = load */
-  lua_pop(L, 1);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushstring(L, name);
-  lua_pushnil(L);
-  lua_rawset(L, -3);  /* the key, if any, holds false */
   lua_pop(L, 1);
   return ld;
 }
@@ -136,18 +152,50 @@ void ur_load_drive (lua_State *L, int idx, ur_load *ld) {
 }
 
 
-/* messages of the load at 'idx' .. the string at the top (popped) */
+/* append the string at the top (popped) to the messages at 'idx' */
 void ur_load_addmsg (lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
   lua_getiuservalue(L, idx, UV_MSGS);
   lua_rotate(L, -2, 1);
-  lua_concat(L, 2);
-  lua_setiuservalue(L, idx, UV_MSGS);
+  lua_rawseti(L, -2, luaL_len(L, -2) + 1);
+  lua_pop(L, 1);
 }
 
 
+/* push the messages of the load at 'idx', joined (linear time) */
 void ur_load_pushmsgs (lua_State *L, int idx) {
+  luaL_Buffer b;
+  lua_Integer i, n;
+  int t;
   lua_getiuservalue(L, idx, UV_MSGS);
+  t = lua_gettop(L);
+  n = luaL_len(L, t);
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, t, i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, t);  /* remove the list */
+}
+
+
+/* keep the loader and loader data at the top (popped) in 'idx' */
+void ur_load_setloader (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_setiuservalue(L, idx, UV_DATA);
+  lua_setiuservalue(L, idx, UV_LOADER);
+  ((ur_load *)lua_touserdata(L, idx))->state = UR_LREADY;
+}
+
+
+/* push the loader and loader data kept in 'idx'; forget the loader */
+void ur_load_pushloader (lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, UV_LOADER);
+  lua_getiuservalue(L, idx, UV_DATA);
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, UV_LOADER);
 }
 
 /* }====================================================== */
@@ -156,6 +204,20 @@ void ur_load_pushmsgs (lua_State *L, int idx) {
 /* {======================================================
 ** Ending a load, and waking whoever waits
 ** ======================================================= */
+
+
+/* queue every waiter of the load at 'idx' (never allocates) */
+static void wakewaiters (lua_State *L, int idx) {
+  lua_Integer i, n;
+  lua_getiuservalue(L, idx, UV_WAITERS);
+  n = luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    ur_sched_ready(L, lua_tointeger(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
 
 
 /* the load at 'idx' leaves LOADING (name pushed and left) */
@@ -174,14 +236,20 @@ static const char *leave (lua_State *L, int idx) {
 /*
 ** The body of the load at 'idx' returned: the load leaves LOADING, and
 ** the value it stored for itself, if any, becomes a plain (raw) entry
-** of LOADED, where stock Lua would have had it all along.
+** of LOADED, where stock Lua would have had it all along (a 'false'
+** there before the load comes back, as stock would have kept it).
 ** Stack: net zero.
 */
 void ur_load_unguard (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   const char *name;
   idx = lua_absindex(L, idx);
   name = leave(L, idx);
-  if (lua_getiuservalue(L, idx, UV_VALUE) != LUA_TNIL) {
+  if (lua_getiuservalue(L, idx, UV_VALUE) == LUA_TNIL && ld->hadfalse) {
+    lua_pop(L, 1);
+    lua_pushboolean(L, 0);
+  }
+  if (!lua_isnil(L, -1)) {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_rotate(L, -2, 1);
     lua_pushstring(L, name);
@@ -208,30 +276,35 @@ void ur_load_succeed (lua_State *L, int idx) {
   lua_setiuservalue(L, idx, UV_DATA);
   ld->state = UR_LDONE;
   ur_load_dropjob(L, ld);
-  ur_load_schedulewake(L, idx, ld);
+  wakewaiters(L, idx);
 }
 
 
 /*
 ** The load at 'idx' failed with the error at the top (left there):
-** whatever it stored in LOADED goes, raw entry included.
+** whatever it stored in LOADED goes, raw entry included ('false' from
+** before the load stays).  Idempotent.
 */
 void ur_load_fail (lua_State *L, int idx) {
   ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   idx = lua_absindex(L, idx);
+  if (ld->state >= UR_LDONE) return;
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, idx, UV_DATA);
   lua_pushnil(L);
   lua_setiuservalue(L, idx, UV_VALUE);  /* the half-built value goes */
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, UV_LOADER);
   ld->state = UR_LFAIL;
   ur_load_dropjob(L, ld);
   leave(L, idx);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_rotate(L, -2, 1);  /* name on top */
-  lua_pushnil(L);
-  lua_rawset(L, -3);  /* LOADED[name] = nil, raw */
+  if (ld->hadfalse) lua_pushboolean(L, 0);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);  /* LOADED[name] = nil (or false), raw */
   lua_pop(L, 1);  /* pop LOADED */
-  ur_load_schedulewake(L, idx, ld);
+  wakewaiters(L, idx);
 }
 
 
@@ -243,7 +316,7 @@ void ur_load_pushvalue (lua_State *L, int idx) {
 
 /*
 ** Push the outcome of an ended load at 'idx' for a waiter: value and
-** loader data (returns 2), or raise its error.
+** loader data (returns 2), or raise its error (the very same value).
 */
 int ur_load_outcome (lua_State *L, int idx) {
   ur_load *ld = (ur_load *)lua_touserdata(L, idx);
@@ -257,44 +330,52 @@ int ur_load_outcome (lua_State *L, int idx) {
 }
 
 
-/* add the running thread to the waiters of the load at 'idx' */
-void ur_load_addwaiter (lua_State *L, int idx) {
+/* the thread waiting under 'tok' is a waiter of the load at 'idx' */
+void ur_load_addwaiter (lua_State *L, int idx, lua_Integer tok) {
   idx = lua_absindex(L, idx);
   lua_getiuservalue(L, idx, UV_WAITERS);
-  lua_pushthread(L);
+  lua_pushinteger(L, tok);
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);
   lua_pop(L, 1);
 }
 
 
 /*
-** Hand the load at 'idx' (searching; its driver is gone) to a waiter
-** still suspended, or give it up if there is none.  The new driver is
-** resumed when the job is done, as the old one would have been.
+** Hand the load at 'idx' (searching, or its body due; its driver is
+** gone) to the first waiter still waiting, or fail it if there is
+** none.  The new driver goes on from where the old one was.
 */
 static void handover (lua_State *L, int idx, ur_load *ld) {
-  int i, n;
+  lua_Integer i, n;
   idx = lua_absindex(L, idx);
   lua_getiuservalue(L, idx, UV_WAITERS);
-  n = (int)luaL_len(L, -1);
+  n = luaL_len(L, -1);
   for (i = 1; i <= n; i++) {
     lua_State *co;
+    lua_Integer tok;
     lua_rawgeti(L, -1, i);
-    co = lua_tothread(L, -1);
-    if (co != NULL && lua_status(co) == LUA_YIELD) {
-      ld->driver = co;
-      ur_pushtable(L, &ur_key_driving);
-      lua_pushvalue(L, -2);
-      lua_pushvalue(L, idx);
-      lua_rawset(L, -3);  /* DRIVING[co] = load */
-      lua_pop(L, 1);
-      lua_setiuservalue(L, idx, UV_DRIVER);  /* pops co */
-      lua_pushboolean(L, 0);
-      lua_rawseti(L, -2, i);  /* no longer a waiter */
-      lua_pop(L, 1);  /* pop list */
-      return;
-    }
+    tok = lua_tointeger(L, -1);
     lua_pop(L, 1);
+    if ((co = ur_sched_waiter(L, tok)) == NULL) continue;
+    if (lua_status(co) != LUA_YIELD) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, -3, i);  /* no longer a waiter */
+    ur_pushtable(L, &ur_key_driving);
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, idx);
+    lua_rawset(L, -3);  /* DRIVING[co] = load */
+    lua_pop(L, 1);
+    lua_setiuservalue(L, idx, UV_DRIVER);  /* pops co */
+    lua_pop(L, 1);  /* pop list */
+    ld->driver = co;
+    ld->dtoken = tok;
+    if (ld->state == UR_LREADY ||
+        (ld->job != NULL && ur_exec_isdone(ld->job)))
+      ur_sched_ready(L, tok);  /* its next step is due now */
+    return;
   }
   lua_pop(L, 1);  /* pop list */
   lua_getiuservalue(L, idx, UV_NAME);  /* nobody wants it any more */
@@ -335,8 +416,14 @@ void ur_load_guard (lua_State *L, int idx) {
 }
 
 
-/* set the thread's innermost load to 'prev' of a guard (at 'g') */
-static void restorechain (lua_State *L, int g, int idx) {
+/*
+** Set the thread's innermost load back to 'prev' of the guard at 'g'
+** (the frame of the load at 'idx' is ending).  Idempotent; sets
+** existing keys only.  Stack: net zero.
+*/
+void ur_load_restorechain (lua_State *L, int g, int idx) {
+  g = lua_absindex(L, g);
+  idx = lua_absindex(L, idx);
   ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   if (lua_getiuservalue(L, g, 2) == LUA_TUSERDATA) {  /* prev */
@@ -357,19 +444,22 @@ static void restorechain (lua_State *L, int g, int idx) {
 
 
 /*
-** __close of a guard: (guard, error).  If the frame's thread drove a
-** load that has not ended, the load either fails with 'error' (a raise,
-** or a closed coroutine whose body had started) or, while still
-** searching, goes to another waiter.  Then the chain is restored.
+** __close of a guard: (guard, error).  If the frame's thread still
+** drives a load that has not ended (its coroutine was closed while it
+** waited, or an error escaped before the frame could end the load), the
+** load goes to a waiter (still searching or body due) or fails.  Then
+** the chain is restored.
 */
 static int guard_close (lua_State *L) {
   ur_load *ld;
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, 1);  /* 3: load */
   ld = (ur_load *)lua_touserdata(L, 3);
-  if (ld != NULL && ld->driver == L && ld->state < UR_LDONE) {
+  if (ld == NULL) return 0;
+  if (ld->driver == L && ld->state < UR_LDONE) {
     ld->driver = NULL;
-    if (ld->state == UR_LSEARCH && lua_isnil(L, 2))
+    ld->dtoken = 0;
+    if (ld->state != UR_LRUN && lua_isnil(L, 2))
       handover(L, 3, ld);  /* coroutine closed while waiting */
     else {
       lua_pushvalue(L, 2);
@@ -384,7 +474,7 @@ static int guard_close (lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  if (ld != NULL) restorechain(L, 1, 3);
+  ur_load_restorechain(L, 1, 3);
   return 0;
 }
 
@@ -392,70 +482,36 @@ static int guard_close (lua_State *L) {
 
 
 /* {======================================================
-** Cycles, waiting, and taking over
+** Taking over
 ** ======================================================= */
 
-
 /*
-** A thread that cannot yield asks for the load at 'idx', driven by
-** another thread.  While it is still searching, take the load over:
-** the running thread is its driver and the old driver a waiter.  Once
-** its chunk is loaded in the driver, raises.
+** A thread that cannot yield asks for the load at 'idx', driven by a
+** suspended thread, before its body started: the running thread takes
+** the load over (it drives; the old driver waits like anyone else).
 */
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
   lua_State *old = ld->driver;
   idx = lua_absindex(L, idx);
-  if (ld->state != UR_LSEARCH) {
-    lua_getiuservalue(L, idx, UV_NAME);
-    luaL_error(L, "module '%s' is loading in a suspended coroutine; a "
-                  "require that cannot yield cannot wait for it",
-               lua_tostring(L, -1));
-  }
-  if (old != NULL) {  /* the old driver waits like anyone else */
-    lua_getiuservalue(L, idx, UV_WAITERS);
-    lua_getiuservalue(L, idx, UV_DRIVER);
-    lua_rawseti(L, -2, luaL_len(L, -2) + 1);
-    lua_pop(L, 1);
-  }
+  if (old != NULL && ld->dtoken != 0)  /* the old driver now waits */
+    ur_load_addwaiter(L, idx, ld->dtoken);
   setdriver(L, idx, ld);
 }
-
 
 /* }====================================================== */
 
 
 /* {======================================================
-** LOADED's metatable: provisional values stay in the record
+** Setup
 ** ======================================================= */
 
-
-static void newtable (lua_State *L, const char *key, const char *mode) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TNIL) {
-    lua_newtable(L);
-    if (mode != NULL) {
-      lua_createtable(L, 0, 1);
-      lua_pushstring(L, mode);
-      lua_setfield(L, -2, "__mode");
-      lua_setmetatable(L, -2);
-    }
-    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-  }
-  lua_pop(L, 1);
-}
-
-
 /*
-** Create the registry tables and metatables (idempotent), and guard
-** LOADED unless it already has a metatable of someone else's.
+** Create the registry tables and metatables (idempotent).
 */
 void ur_load_init (lua_State *L) {
-  newtable(L, &ur_key_loading, NULL);
-  newtable(L, &ur_key_inflight, NULL);
-  newtable(L, &ur_key_driving, "k");
-  newtable(L, &ur_key_wake, NULL);
-  newtable(L, &ur_key_soon, NULL);
-  newtable(L, &ur_key_serve, NULL);
-  newtable(L, &ur_key_errors, NULL);
+  ur_regtable(L, &ur_key_loading, NULL);
+  ur_regtable(L, &ur_key_inflight, NULL);
+  ur_regtable(L, &ur_key_driving, "k");
   if (luaL_newmetatable(L, LOADREC)) {
     lua_pushcfunction(L, load_gc);
     lua_setfield(L, -2, "__gc");
@@ -465,7 +521,6 @@ void ur_load_init (lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 2);
-  ur_loaded_guard(L);
 }
 
 /* }====================================================== */

@@ -9,14 +9,31 @@
 #include "load.h"
 
 
-/* __index(LOADED, k): the provisional value, for the driver only */
+static const char GUARDMT = 'm';  /* registry key: our metatable */
+
+
+/*
+** __index(LOADED, k): a module still loading is not there, but for its
+** driver, who sees its provisional value (rule 11).  Stock 'require'
+** (kept by a library, or after 'uninstall') gets the finished module:
+** the load is completed synchronously first, by the replacement
+** 'require' (upvalue 1), so that no body runs twice; its errors
+** propagate.  Any other reader sees nothing until the module is done.
+*/
 static int loaded_index (lua_State *L) {
   ur_load *ld;
   if (lua_type(L, 2) != LUA_TSTRING ||
       (ld = ur_load_find(L, lua_tostring(L, 2))) == NULL)
     return 0;
-  if (ld->driver != L) return 0;
-  lua_getiuservalue(L, -1, UV_VALUE);
+  if (ld->driver == L) {
+    lua_getiuservalue(L, -1, UV_VALUE);
+    return 1;
+  }
+  if (!ur_require_calledbystock(L, 1))
+    return 0;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 2);
+  lua_call(L, 1, 1);  /* require(k): not yieldable here, so in place */
   return 1;
 }
 
@@ -36,23 +53,39 @@ static int loaded_newindex (lua_State *L) {
 
 
 /*
-** Install the metatable on LOADED, unless LOADED already has one of
-** someone else's (then what a loading module stores is visible at once,
-** as in stock Lua).  Stack: net zero.
+** Install the metatable on LOADED ('req': the replacement require at
+** that index), unless LOADED already has one of someone else's (then
+** what a loading module stores is visible at once, as in stock Lua).
+** Stack: net zero.
 */
-void ur_loaded_guard (lua_State *L) {
+void ur_loaded_guard (lua_State *L, int req) {
+  req = lua_absindex(L, req);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (!lua_getmetatable(L, -1)) {
     lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, loaded_index);
+    lua_pushvalue(L, req);
+    lua_pushcclosure(L, loaded_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, loaded_newindex);
     lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &GUARDMT);
     lua_setmetatable(L, -2);
   }
   else
     lua_pop(L, 1);  /* pop the metatable found */
   lua_pop(L, 1);  /* pop LOADED */
+}
+
+
+/* has LOADED (at 'idx') a metatable other than ours? */
+int ur_loaded_foreign (lua_State *L, int idx) {
+  int foreign;
+  if (!lua_getmetatable(L, idx)) return 0;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &GUARDMT);
+  foreign = !lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return foreign;
 }
 
 

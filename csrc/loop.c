@@ -1,10 +1,19 @@
 /*
-** loop.c: the per-state runtime.  It chooses the loop on which
-** finished imports are delivered (a host's, luv's or its own), gives
-** each asynchronous job a completion notice (a uv_async_t), and on the
-** loop turns a finished job into a call into Lua, protected, on a
-** thread of its own.  Closing the state closes every notice; jobs still
-** running are left to their workers ('ur_exec_release').
+** loop.c: the loop half of the per-state runtime.  It chooses the loop
+** on which imports complete (a host's, luv's or its own) and keeps ONE
+** wake-up handle (a uv_async_t) on it for the whole state: executor
+** threads signal it when a job is done, the scheduler when a coroutine
+** is ready.  On the loop, the handle's callback calls 'ur_sched_turn',
+** protected, on a thread of its own.  The handle keeps the loop alive
+** only while something is pending (jobs in flight, ready coroutines).
+**
+** The loop is chosen again whenever nothing is in flight: luv loaded
+** after the first import, or a host's 'uvrequire_set_loop', moves the
+** handle to the new loop.  Closing the state releases every job (a
+** running one is left to its worker) and closes the handle.
+**
+** This file is a leaf: it calls nothing of the Lua-thread side but
+** 'ur_sched_turn' and 'ur_sched_free'.
 */
 
 #include <stdlib.h>
@@ -14,23 +23,11 @@
 #include "uvrequire.h"
 
 
-struct ur_runtime {
-  lua_State *cb;        /* thread on which loop callbacks call Lua */
-  uv_loop_t *loop;      /* loop in use; NULL until first needed */
-  const char *kind;     /* "host", "luv" or "own" */
-  uv_loop_t own;        /* our own loop, when kind is "own" */
-  int running;          /* inside 'uvrequire.run' */
-  int closed;           /* state is closing: no more notices */
-  ur_job *jobs;         /* jobs with a live notice (lnext/lprev) */
-  uv_async_t *wake;     /* pending wake-up of waiters, or NULL */
-};
-
-/* a job's completion notice; 'h' first so a handle is a notice */
-typedef struct notice {
+/* the wake-up handle; 'h' first so that a handle is a 'ur_wakeh' */
+struct ur_wakeh {
   uv_async_t h;
-  ur_job *job;          /* NULL once the job was dropped */
-  ur_runtime *rt;
-} notice;
+  ur_runtime *rt;       /* NULL once the runtime let go of it */
+};
 
 /* the head of luv's 'luv_ctx_t' (luv.h), read without linking luv */
 typedef struct luvctx {
@@ -43,117 +40,70 @@ typedef struct luvctx {
 static const char RUNTIME = 'r';  /* registry key (by address) */
 
 
-static void freenotice (uv_handle_t *h) {
+/* {======================================================
+** The wake-up handle
+** ======================================================= */
+
+static void freewake (uv_handle_t *h) {
   free(h);
 }
 
 
 /*
-** A new notice on the loop in use, calling 'cb' once sent; NULL and a
-** libuv error code in '*err' on failure.  May raise (choosing the loop)
-** before it allocates anything.
+** On the loop: a job is done or a coroutine is ready.  The scheduler
+** runs protected; if even that fails (memory), the turn is tried again
+** at the next iteration, so that nothing is lost.
 */
-static notice *newnotice (lua_State *L, ur_runtime *rt, uv_async_cb cb,
-                          int *err) {
-  uv_loop_t *loop = ur_runtime_loop(L, rt);
-  notice *n = (notice *)malloc(sizeof(*n));
-  if (n == NULL) {
-    *err = UV_ENOMEM;
-    return NULL;
-  }
-  if ((*err = uv_async_init(loop, &n->h, cb)) != 0) {
-    free(n);
-    return NULL;
-  }
-  n->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
-  n->job = NULL;
-  n->rt = rt;
-  return n;
-}
-
-
-static void unlink_job (ur_runtime *rt, ur_job *job) {
-  if (job->lprev) job->lprev->lnext = job->lnext;
-  else rt->jobs = job->lnext;
-  if (job->lnext) job->lnext->lprev = job->lprev;
-  job->lnext = job->lprev = NULL;
-}
-
-
-/*
-** Detach and close the notice of 'job', if it still has one.  (At state
-** close, luv's loop __gc may have closed it already, walking its loop;
-** then it is left alone: a few bytes, rather than a double close.)
-*/
-static void closenotice (ur_runtime *rt, ur_job *job) {
-  notice *n = (notice *)job->async;
-  if (n == NULL) return;
-  ur_exec_detach(job);
-  unlink_job(rt, job);
-  n->job = NULL;
-  if (!uv_is_closing((uv_handle_t *)&n->h))
-    uv_close((uv_handle_t *)&n->h, freenotice);
-}
-
-
-/* protected part of 'ondone': runs on the callback thread */
-static int l_ondone (lua_State *L) {
-  ur_require_done(L, (ur_job *)lua_touserdata(L, 1));
-  return 0;
-}
-
-
-/*
-** A job is done (loop thread).  The notice is spent: close it, then let
-** require.c resume whoever waits.  Nothing here may raise: the call
-** into Lua is protected and a failure of it (only memory) is dropped.
-*/
-static void ondone (uv_async_t *h) {
-  notice *n = (notice *)h;
-  ur_job *job = n->job;
-  ur_runtime *rt = n->rt;
-  if (job == NULL) return;
-  closenotice(rt, job);
-  lua_pushcfunction(rt->cb, l_ondone);
-  lua_pushlightuserdata(rt->cb, job);
-  if (lua_pcall(rt->cb, 1, 0, 0) != LUA_OK)
-    lua_pop(rt->cb, 1);  /* pop the error */
-}
-
-
-/* protected part of 'onwake': runs on the callback thread */
-static int l_onwake (lua_State *L) {
-  ur_load_wakeall(L);
-  return 0;
-}
-
-
-/* loads ended: resume the threads waiting on them (loop thread) */
 static void onwake (uv_async_t *h) {
-  notice *n = (notice *)h;
-  ur_runtime *rt = n->rt;
-  rt->wake = NULL;
-  uv_close((uv_handle_t *)h, freenotice);
-  lua_pushcfunction(rt->cb, l_onwake);
-  if (lua_pcall(rt->cb, 0, 0, 0) != LUA_OK)
+  ur_runtime *rt = ((ur_wakeh *)h)->rt;
+  if (rt == NULL) return;
+  rt->inturn++;
+  lua_pushcfunction(rt->cb, ur_sched_turn);
+  if (lua_pcall(rt->cb, 0, 0, 0) != LUA_OK) {
     lua_pop(rt->cb, 1);  /* pop the error */
+    uv_async_send(h);  /* try again at the next iteration */
+  }
+  lua_settop(rt->cb, 0);
+  rt->inturn--;
+  ur_runtime_refresh(rt);
 }
 
 
-/*
-** Have the loop wake the waiters of ended loads at its next turn (not
-** now: the caller is in the middle of a driver's 'require').
-*/
-void ur_runtime_wake (lua_State *L, ur_runtime *rt) {
-  notice *n;
-  int err;
-  if (rt->wake != NULL || rt->closed) return;
-  if ((n = newnotice(L, rt, onwake, &err)) == NULL)
-    luaL_error(L, "uvrequire: cannot wake waiters: %s", uv_strerror(err));
-  rt->wake = &n->h;
-  uv_async_send(&n->h);
+/* close the wake-up handle, if any (its memory goes in its callback) */
+static void closewake (ur_runtime *rt) {
+  ur_wakeh *w = rt->wake;
+  if (w == NULL) return;
+  rt->wake = NULL;
+  w->rt = NULL;
+  /* luv's loop __gc may have closed it already, walking its loop */
+  if (!uv_is_closing((uv_handle_t *)&w->h))
+    uv_close((uv_handle_t *)&w->h, freewake);
 }
 
+
+/* keep the loop alive exactly while something is pending */
+void ur_runtime_refresh (ur_runtime *rt) {
+  if (rt->wake == NULL) return;
+  if (rt->njobs > 0 || rt->rlen > 0)
+    uv_ref((uv_handle_t *)&rt->wake->h);
+  else
+    uv_unref((uv_handle_t *)&rt->wake->h);
+}
+
+
+/* have the loop call the scheduler at its next iteration */
+void ur_runtime_signal (ur_runtime *rt) {
+  if (rt->wake == NULL) return;
+  uv_ref((uv_handle_t *)&rt->wake->h);
+  uv_async_send(&rt->wake->h);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Choosing the loop
+** ======================================================= */
 
 static void closewalk (uv_handle_t *h, void *arg) {
   (void)arg;
@@ -161,28 +111,144 @@ static void closewalk (uv_handle_t *h, void *arg) {
 }
 
 
-/*
-** __gc of the runtime (the state is closing): close every notice; on
-** our own loop, run it until the closes are done, then close it.
-*/
-static int rt_gc (lua_State *L) {
-  ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
-  while (rt->jobs != NULL)
-    closenotice(rt, rt->jobs);
-  if (rt->wake != NULL && !uv_is_closing((uv_handle_t *)rt->wake))
-    uv_close((uv_handle_t *)rt->wake, freenotice);
-  rt->wake = NULL;
-  rt->closed = 1;
+/* leave the loop in use: close the handle; close our own loop */
+static void leaveloop (ur_runtime *rt) {
+  closewake(rt);
   if (rt->loop == &rt->own) {
     uv_walk(&rt->own, closewalk, NULL);
     uv_run(&rt->own, UV_RUN_DEFAULT);
     uv_loop_close(&rt->own);
   }
   rt->loop = NULL;
+  rt->kind = NULL;
+}
+
+
+/* luv's context, if luv was loaded in this state and has a loop */
+static luvctx *luvcontext (lua_State *L) {
+  luvctx *ctx = NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "luv") != LUA_TNIL) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "luv_context") == LUA_TUSERDATA)
+      ctx = (luvctx *)lua_touserdata(L, -1);
+    lua_pop(L, 1);  /* pop context */
+  }
+  lua_pop(L, 2);  /* pop LOADED.luv and LOADED */
+  return (ctx != NULL && ctx->loop != NULL) ? ctx : NULL;
+}
+
+
+/* the loop we should use now: the host's, else luv's, else none */
+static uv_loop_t *wanted (lua_State *L, const char **kind) {
+  uv_loop_t *loop = NULL;
+  luvctx *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, UVREQUIRE_LOOP_KEY);
+  if (lua_islightuserdata(L, -1)) {
+    loop = (uv_loop_t *)lua_touserdata(L, -1);
+    *kind = "host";
+  }
+  else if ((ctx = luvcontext(L)) != NULL) {
+    loop = ctx->loop;
+    *kind = "luv";
+  }
+  lua_pop(L, 1);  /* pop host loop field */
+  return loop;
+}
+
+
+/*
+** The loop in use, with its wake-up handle.  While nothing is in flight
+** it follows the host's or luv's loop as they appear; else the loop
+** stays.  Raises if the state is closing or no loop can be set up.
+*/
+uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
+  const char *kind = "own";
+  uv_loop_t *loop;
+  ur_wakeh *w;
+  int err;
+  if (rt->closed)
+    luaL_error(L, "uvrequire: the state is closing");
+  if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn))
+    return rt->loop;  /* busy: stay */
+  loop = wanted(L, &kind);
+  if (loop == NULL && rt->loop == &rt->own)
+    return rt->loop;  /* our own loop, still wanted */
+  if (rt->loop != NULL && rt->loop == loop)
+    return rt->loop;
+  leaveloop(rt);
+  if (loop == NULL) {
+    if ((err = uv_loop_init(&rt->own)) != 0)
+      luaL_error(L, "uvrequire: cannot create a loop: %s", uv_strerror(err));
+    loop = &rt->own;
+  }
+  if ((w = (ur_wakeh *)malloc(sizeof(*w))) == NULL ||
+      (err = uv_async_init(loop, &w->h, onwake)) != 0) {
+    free(w);
+    if (loop == &rt->own) uv_loop_close(&rt->own);
+    luaL_error(L, "uvrequire: cannot set up the loop: %s",
+               w == NULL ? "not enough memory" : uv_strerror(err));
+  }
+  w->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
+  w->rt = rt;
+  uv_unref((uv_handle_t *)&w->h);
+  rt->wake = w;
+  rt->loop = loop;
+  rt->kind = kind;
+  return loop;
+}
+
+
+/*
+** core.setloop(loop): what 'uvrequire_set_loop' calls.  With nothing in
+** flight, records the host's loop (a light userdata) for the next
+** import and returns 0; else returns UV_EBUSY and changes nothing.
+*/
+int ur_l_setloop (lua_State *L) {
+  ur_runtime *rt = ur_runtime_get(L);
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  if (rt->njobs > 0 || rt->rlen > 0 || rt->inturn) {
+    lua_pushinteger(L, UV_EBUSY);
+    return 1;
+  }
+  lua_pushvalue(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, UVREQUIRE_LOOP_KEY);
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** The runtime
+** ======================================================= */
+
+static void unlink_job (ur_runtime *rt, ur_job *job) {
+  if (job->lprev) job->lprev->lnext = job->lnext;
+  else rt->jobs = job->lnext;
+  if (job->lnext) job->lnext->lprev = job->lprev;
+  job->lnext = job->lprev = NULL;
+  rt->njobs--;
+}
+
+
+/*
+** __gc of the runtime (the state is closing): release every job (a
+** running one goes on to its worker, which frees it), then leave the
+** loop.  No worker touches the handle after its job is released.
+*/
+static int rt_gc (lua_State *L) {
+  ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
+  rt->closed = 1;
+  while (rt->jobs != NULL)
+    ur_runtime_drop(rt, rt->jobs);
+  leaveloop(rt);
+  ur_sched_free(rt);
   return 0;
 }
 
 
+/* the runtime of state 'L', created on first use (may raise: memory) */
 ur_runtime *ur_runtime_get (lua_State *L) {
   ur_runtime *rt;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RUNTIME) == LUA_TUSERDATA) {
@@ -204,82 +270,60 @@ ur_runtime *ur_runtime_get (lua_State *L) {
 }
 
 
-/* luv's loop, if luv was loaded in this state and has one; else NULL */
-static luvctx *luvcontext (lua_State *L) {
-  luvctx *ctx = NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, "luv") != LUA_TNIL) {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "luv_context") == LUA_TUSERDATA)
-      ctx = (luvctx *)lua_touserdata(L, -1);
-    lua_pop(L, 1);  /* pop context */
-  }
-  lua_pop(L, 2);  /* pop LOADED.luv and LOADED */
-  return (ctx != NULL && ctx->loop != NULL) ? ctx : NULL;
-}
-
-
 /*
-** The loop in use, chosen once: the host's (uvrequire_set_loop), else
-** luv's (if luv is loaded), else a loop of our own.  Raises if our own
-** loop cannot be created or the state is closing.
-*/
-uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
-  luvctx *ctx;
-  if (rt->loop != NULL)
-    return rt->loop;
-  if (rt->closed)
-    luaL_error(L, "uvrequire: the state is closing");
-  lua_getfield(L, LUA_REGISTRYINDEX, UVREQUIRE_LOOP_KEY);
-  if (lua_islightuserdata(L, -1)) {
-    rt->loop = (uv_loop_t *)lua_touserdata(L, -1);
-    rt->kind = "host";
-  }
-  else if ((ctx = luvcontext(L)) != NULL) {
-    rt->loop = ctx->loop;
-    rt->kind = "luv";
-  }
-  else {
-    int err = uv_loop_init(&rt->own);
-    if (err != 0)
-      luaL_error(L, "uvrequire: cannot create a loop: %s", uv_strerror(err));
-    rt->loop = &rt->own;
-    rt->kind = "own";
-  }
-  lua_pop(L, 1);  /* pop host loop field */
-  return rt->loop;
-}
-
-
-/*
-** Submit 'job' to the executor; its completion wakes the loop in use
-** and calls 'ur_require_done'.  Returns 0 or a libuv error code (the
-** job is then not submitted).
+** Submit 'job' to the executor; when it is done, the wake-up handle
+** fires.  Returns 0 or a libuv error code (then the job is not
+** submitted and still the caller's).  The loop must be set up.
 */
 int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
   int err;
-  notice *n = newnotice(L, rt, ondone, &err);
-  if (n == NULL) return err;
-  n->job = job;
-  job->async = &n->h;
+  (void)L;
+  if (rt->wake == NULL) return UV_EINVAL;
+  job->async = &rt->wake->h;
+  job->delivered = 0;
+  if ((err = ur_exec_submit(job)) != 0) {
+    job->async = NULL;
+    return err;
+  }
   job->lprev = NULL;
   job->lnext = rt->jobs;
   if (rt->jobs) rt->jobs->lprev = job;
   rt->jobs = job;
-  if ((err = ur_exec_submit(job)) != 0)
-    closenotice(rt, job);
-  return err;
+  rt->njobs++;
+  ur_runtime_refresh(rt);
+  return 0;
 }
 
 
+/* the runtime gives up 'job' (results consumed, or owner gone) */
 void ur_runtime_drop (ur_runtime *rt, ur_job *job) {
-  closenotice(rt, job);
+  if (job->async != NULL) {
+    ur_exec_detach(job);
+    unlink_job(rt, job);
+    ur_runtime_refresh(rt);
+  }
   ur_exec_release(job);
 }
 
 
+/* a job in flight that is done and not yet delivered, or NULL */
+ur_job *ur_runtime_nextdone (ur_runtime *rt) {
+  ur_job *j;
+  for (j = rt->jobs; j != NULL; j = j->lnext)
+    if (!j->delivered && ur_exec_isdone(j)) return j;
+  return NULL;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** uvrequire.run and uvrequire.loopinfo
+** ======================================================= */
+
 /*
 ** core.run([mode]): run the loop in use ("default", "once" or
-** "nowait", as uv_run).  Returns true if the loop is still alive; fail
+** "nowait", as uv_run).  Returns true if the loop still has work; fail
 ** and a message if the loop is running already (uv_run is not
 ** reentrant).
 */
@@ -292,7 +336,8 @@ int ur_l_run (lua_State *L) {
   uv_loop_t *loop = ur_runtime_loop(L, rt);
   luvctx *ctx = luvcontext(L);
   int alive;
-  if (rt->running || (ctx != NULL && ctx->loop == loop && ctx->mode != -1)) {
+  if (rt->running || rt->inturn ||
+      (ctx != NULL && ctx->loop == loop && ctx->mode != -1)) {
     luaL_pushfail(L);
     lua_pushliteral(L, "the loop is already running");
     return 2;  /* the Lua layer raises it at its caller */
@@ -305,32 +350,39 @@ int ur_l_run (lua_State *L) {
 }
 
 
+typedef struct walkcount {
+  uv_handle_t *mine;
+  int n;
+} walkcount;
+
 static void countwalk (uv_handle_t *h, void *arg) {
-  (void)h;
-  (*(int *)arg)++;
+  walkcount *c = (walkcount *)arg;
+  if (h != c->mine) c->n++;
 }
 
 
 /*
 ** uvrequire.loopinfo(): a table describing the loop in use: 'kind'
 ** ("host", "luv", "own", or nil before first use), 'jobs' (imports in
-** flight on it) and 'handles' (every handle on the loop, any owner).
+** flight and coroutines ready to resume), 'handles' (handles on the
+** loop other than uvrequire's own wake-up handle) and 'threads'.
 */
 int ur_l_loopinfo (lua_State *L) {
   ur_runtime *rt = ur_runtime_get(L);
-  int jobs = 0, handles = 0;
-  ur_job *j;
-  for (j = rt->jobs; j != NULL; j = j->lnext) jobs++;
-  if (rt->wake != NULL) jobs++;
-  if (rt->loop != NULL) uv_walk(rt->loop, countwalk, &handles);
-  lua_createtable(L, 0, 3);
+  walkcount c;
+  c.mine = rt->wake ? (uv_handle_t *)&rt->wake->h : NULL;
+  c.n = 0;
+  if (rt->loop != NULL) uv_walk(rt->loop, countwalk, &c);
+  lua_createtable(L, 0, 4);
   lua_pushstring(L, rt->kind);
   lua_setfield(L, -2, "kind");
-  lua_pushinteger(L, jobs);
+  lua_pushinteger(L, rt->njobs + (lua_Integer)rt->rlen);
   lua_setfield(L, -2, "jobs");
-  lua_pushinteger(L, handles);
+  lua_pushinteger(L, c.n);
   lua_setfield(L, -2, "handles");
   lua_pushinteger(L, ur_exec_threads());
   lua_setfield(L, -2, "threads");
   return 1;
 }
+
+/* }====================================================== */

@@ -6,19 +6,20 @@
 ** Searchers run in the order of 'package.searchers'.  A user's searcher
 ** (and the standard preload searcher, a mere table lookup) is called on
 ** the Lua thread as stock Lua calls it.  A run of consecutive standard
-** file searchers (Lua, C, Croot) becomes one job.  A caller that can
-** yield hands it to the executor and yields (the value 'PENDING'); it
-** is resumed from the loop's run queue (wake.c) when the job is done,
-** loads the chunk, and runs the body at a later turn.  A caller that
-** cannot yield runs the job itself, on the Lua thread: it would block
-** anyway, and so it needs no thread hop and no bytecode round trip.
-** The loader is called with 'lua_callk', so a module body may itself
-** yield.
+** file searchers (Lua, C, Croot) becomes one job.  A caller that may
+** wait by yielding (a task: sched.c) hands it to the executor and
+** yields 'PENDING'; the scheduler resumes it when the job is done; it
+** loads the chunk, and runs the body at a later turn.  Any other caller
+** runs the job itself, on the Lua thread, exactly as stock would: no
+** thread hop, the file loaded with 'luaL_loadfilex'.
 **
-** A module not yet loaded has a load record (load.c) that owns its
-** search state and job; the 'require' frame that drives it, or waits
-** for it, holds a to-be-closed guard.  Slow-path stack frame, kept
-** across yields:
+** Every require frame that loads (the driver's) catches the errors of
+** searchers and loader itself ('lua_pcall'/'lua_pcallk', no extra C
+** level over stock's 'lua_call'), so a load always ends, even in a
+** coroutine that dies of the error.  A module body may yield (its own
+** nested requires) only in a task; the luaopen_ of a C library never.
+**
+** Slow-path stack frame, kept across yields:
 **   1 name   2 LOADED   3 searchers   4 load record   5 guard
 */
 
@@ -32,18 +33,17 @@
 #define LOADIDX   4
 #define FRAME     5  /* the guard, to-be-closed: nothing goes below */
 
-/* the value a waiting 'require' yields; exported as uvrequire.PENDING */
-static const char PENDING = 'p';
-/* registry key (by address): thread -> true: never wait by yielding */
-static const char NOYIELD = 'n';
 
 /* the standard searchers, found once per process ('findstd') */
 static lua_CFunction stdsearcher[4];
+static lua_CFunction stdrequire;  /* loadlib.c's 'll_require' */
 static uv_once_t stdonce = UV_ONCE_INIT;
 
 
 static int k_wait (lua_State *L, int status, lua_KContext ctx);
 static int k_loaded (lua_State *L, int status, lua_KContext ctx);
+static int afterjob (lua_State *L);
+static int callloader (lua_State *L);
 
 
 /* {======================================================
@@ -73,8 +73,23 @@ static void findstd (void) {
       stdsearcher[i] = lua_tocfunction(T, -1);
       lua_pop(T, 1);
     }
+    lua_getglobal(T, "require");
+    stdrequire = lua_tocfunction(T, -1);
   }
   lua_close(T);
+}
+
+
+/* is the function at level 'level' of 'L' stock Lua's 'require'? */
+int ur_require_calledbystock (lua_State *L, int level) {
+  lua_Debug ar;
+  lua_CFunction f;
+  if (stdrequire == NULL || !lua_getstack(L, level, &ar) ||
+      !lua_getinfo(L, "f", &ar))
+    return 0;
+  f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  return f == stdrequire;
 }
 
 
@@ -89,20 +104,11 @@ static int stdkind (lua_State *L, int idx) {
 }
 
 
-/* create the registry tables and metatables; push PENDING */
+/* create the registry tables and metatables */
 void ur_require_init (lua_State *L) {
   uv_once(&stdonce, findstd);
+  ur_sched_open(L);
   ur_load_init(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NOYIELD) == LUA_TNIL) {
-    lua_newtable(L);  /* NOYIELD, weak keys */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &NOYIELD);
-  }
-  lua_pop(L, 1);  /* pop NOYIELD or nil */
-  lua_pushlightuserdata(L, (void *)&PENDING);
 }
 
 /* }====================================================== */
@@ -194,27 +200,58 @@ static int buildjob (lua_State *L, int i, ur_load *ld) {
 }
 
 
-/* is the running thread allowed to wait by yielding? */
-static int canyield (lua_State *L) {
-  int no;
-  if (!lua_isyieldable(L)) return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &NOYIELD);
-  lua_pushthread(L);
-  no = (lua_rawget(L, -2) != LUA_TNIL);
-  lua_pop(L, 2);  /* pop flag and NOYIELD */
-  return !no;
+/* the record of this frame's load */
+#define frameload(L)  ((ur_load *)lua_touserdata(L, LOADIDX))
+
+
+/*
+** The driver's load failed with the error at the top: end it (waiters
+** get this very error), restore the chain, and raise the error.
+*/
+static int failraise (lua_State *L) {
+  ur_load_fail(L, LOADIDX);
+  ur_load_restorechain(L, FRAME, LOADIDX);
+  return lua_error(L);
 }
 
 
-/* wait by yielding; 'k_wait' looks again when resumed */
-static int wait (lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&PENDING);
-  return lua_yieldk(L, 1, 0, k_wait);
+/* wait by yielding under 'tok'; 'k_wait' looks again when resumed */
+static int yieldwait (lua_State *L, lua_Integer tok) {
+  ur_sched_pushpending(L);
+  return lua_yieldk(L, 1, (lua_KContext)tok, k_wait);
 }
 
 
-static int afterjob (lua_State *L);
-static int callloader (lua_State *L);
+/* the driver waits for its job, or for its body's turn */
+static int waitdriver (lua_State *L) {
+  ur_load *ld = frameload(L);
+  lua_Integer tok = ur_sched_token(L);
+  ur_sched_wait(L, tok, LOADIDX);
+  ld->dtoken = tok;
+  if (ld->state == UR_LREADY || (ld->job && ur_exec_isdone(ld->job)))
+    ur_sched_ready(L, tok);  /* due already: at the next turn */
+  return yieldwait(L, tok);
+}
+
+
+/* a waiter waits for the load to end */
+static int waitwaiter (lua_State *L) {
+  lua_Integer tok = ur_sched_token(L);
+  ur_load_addwaiter(L, LOADIDX, tok);
+  ur_sched_wait(L, tok, LOADIDX);
+  return yieldwait(L, tok);
+}
+
+
+/* return the outcome of the ended load (raises its error) */
+static int outcome (lua_State *L) {
+  int n = ur_load_outcome(L, LOADIDX);
+  if (lua_toboolean(L, lua_upvalueindex(2))) {  /* import_module */
+    lua_pop(L, n - 1);
+    return 1;
+  }
+  return n;
+}
 
 
 /*
@@ -222,18 +259,21 @@ static int callloader (lua_State *L);
 ** loader it finds, or by raising "module not found".  May yield.
 */
 static int findloader (lua_State *L) {
-  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
+  ur_load *ld = frameload(L);
   const char *name = lua_tostring(L, 1);
   for (;; ld->next++) {
     if (lua_rawgeti(L, 3, ld->next) == LUA_TNIL) {  /* no more */
       lua_pop(L, 1);
+      luaL_where(L, 1);  /* as 'luaL_error': the caller's position */
       ur_load_pushmsgs(L, LOADIDX);
-      return luaL_error(L, "module '%s' not found:%s", name,
-                        lua_tostring(L, -1));
+      lua_pushfstring(L, "%smodule '%s' not found:%s", lua_tostring(L, -2),
+                      name, lua_tostring(L, -1));
+      return failraise(L);
     }
     if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
       lua_pushstring(L, name);
-      lua_call(L, 1, 2);  /* call it */
+      if (lua_pcall(L, 1, 2, 0) != LUA_OK)  /* call it */
+        return failraise(L);
       if (lua_isfunction(L, -2))  /* found a loader */
         return callloader(L);
       else if (lua_isstring(L, -2)) {  /* searcher returned a message */
@@ -249,11 +289,16 @@ static int findloader (lua_State *L) {
     }
     lua_pop(L, 1);  /* pop searcher */
     ld->next = buildjob(L, ld->next, ld);
-    if (canyield(L) && ur_runtime_submit(L, ld->rt, ld->job) == 0) {
-      ur_load_injob(L, LOADIDX, ld);
-      return wait(L);
+    if (ur_sched_cansuspend(L)) {
+      lua_Integer tok = ur_sched_token(L);
+      ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
+      if (ur_runtime_submit(L, ld->rt, ld->job) == 0) {
+        ur_load_injob(L, LOADIDX, ld);
+        ld->dtoken = tok;
+        return yieldwait(L, tok);
+      }
+      ur_sched_consume(L, tok);  /* no executor: run it here */
     }
-    /* blocking anyway (or no executor thread could start): run it here */
     ld->job->inplace = 1;
     ur_job_run(ld->job, NULL);
     return afterjob(L);
@@ -262,52 +307,59 @@ static int findloader (lua_State *L) {
 
 
 /*
-** Resumed while waiting: on an ended load, its outcome; if we drive it
-** and its job is done, go on; else (resumed by someone else) wait on.
+** Where this frame's load stands, after a resume or a takeover: an
+** ended load gives its outcome; its driver goes on (job done: take its
+** results; body due: run it) or waits on; a waiter served a value in a
+** cycle takes it; anyone else waits on.
 */
-static int k_wait (lua_State *L, int status, lua_KContext ctx) {
-  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
-  (void)status; (void)ctx;
-  if (ld->driver == L && ld->state == UR_LREADY) {  /* body is due */
-    lua_settop(L, FRAME + 2);  /* loader; loader data */
-    return callloader(L);
+static int step (lua_State *L) {
+  ur_load *ld = frameload(L);
+  if (ld->state == UR_LDONE || ld->state == UR_LFAIL)
+    return outcome(L);
+  if (ld->driver == L) {
+    if (ld->state == UR_LREADY) {  /* body is due */
+      ur_load_pushloader(L, LOADIDX);
+      return callloader(L);
+    }
+    if (ld->job != NULL && ur_exec_isdone(ld->job))
+      return afterjob(L);
+    if (ld->job == NULL)  /* handed a load between searchers */
+      return findloader(L);
+    return waitdriver(L);
   }
-  lua_settop(L, FRAME);  /* drop whatever the resumer passed */
-  if (ld->state == UR_LDONE || ld->state == UR_LFAIL) {
-    int n = ur_load_outcome(L, LOADIDX);  /* raises a failure */
-    return lua_toboolean(L, lua_upvalueindex(2)) ? (lua_pop(L, 1), 1) : n;
-  }
-  if (ld->driver == L && ld->state == UR_LSEARCH && ld->job != NULL &&
-      ur_exec_isdone(ld->job))
-    return afterjob(L);
-  if (ld->driver != L && ur_load_served(L, LOADIDX))
+  if (ur_load_served(L, LOADIDX))
     return 1;  /* a cycle across threads was broken with its value */
-  return wait(L);
+  return waitwaiter(L);
 }
 
 
-/* push the chunk of a found Lua module: its bytecode, or its text */
+/* resumed (by the scheduler, or by anyone): the token is spent */
+static int k_wait (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  ur_sched_consume(L, (lua_Integer)ctx);
+  lua_settop(L, FRAME);  /* drop whatever the resumer passed */
+  return step(L);
+}
+
+
+/* push the chunk of a found Lua module: its bytecode, or its file */
 static int loadcode (lua_State *L, ur_job *job) {
-  int status;
-  if (!job->inplace)  /* chunk name and all are in the bytecode */
-    return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
-  lua_pushfstring(L, "@%s", job->file);
-  status = luaL_loadbufferx(L, job->code, job->codelen,
-                            lua_tostring(L, -1), NULL);
-  lua_remove(L, -2);  /* remove chunk name */
-  return status;
+  if (job->inplace)  /* as stock: the file, read and parsed here */
+    return luaL_loadfilex(L, job->file, NULL);
+  return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
 }
 
 
 /*
 ** The load's job is done: take its results.  Libraries it opened go to
-** _CLIBS; a loader found is pushed and called; a miss adds its
-** messages and the search goes on.
+** _CLIBS; a loader found is called (a task's Lua body at the loop's
+** next turn, not in this one); a miss adds its messages and the search
+** goes on.
 */
 static int afterjob (lua_State *L) {
-  ur_load *ld = (ur_load *)lua_touserdata(L, LOADIDX);
+  ur_load *ld = frameload(L);
   ur_job *job = ld->job;
-  int i;
+  int i, split;
   for (i = 0; i < job->nsteps; i++) {
     if (job->steps[i].lib != NULL) {
       void *lib = job->steps[i].lib;
@@ -316,33 +368,34 @@ static int afterjob (lua_State *L) {
                                             : job->file, lib);
     }
   }
-  /* Lua bytecode from the executor, for a thread that can yield: its
-     body runs at the loop's next turn, not in this one */
-  int split = !job->inplace && job->steps[job->found].kind == UR_STEP_LUA;
   switch (job->outcome) {
     case UR_RAISE:
       lua_pushlstring(L, job->msg.p, job->msg.n);
       ur_load_dropjob(L, ld);
-      return lua_error(L);
+      return failraise(L);
     case UR_NOTFOUND:
       lua_pushlstring(L, job->msg.p, job->msg.n);  /* "\n\t"-led */
       ur_load_addmsg(L, LOADIDX);
       ur_load_dropjob(L, ld);
-      return findloader(L);
+      return findloader(L);  /* 'next' is past the job's searchers */
     default:  /* UR_FOUND */
-      if (job->steps[job->found].kind != UR_STEP_LUA)
+      split = !job->inplace;
+      if (job->steps[job->found].kind != UR_STEP_LUA) {
         lua_pushcfunction(L, job->open);
+        ld->copen = 1;
+        split = 0;
+      }
       else if (loadcode(L, job) != LUA_OK) {
         lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                         lua_tostring(L, 1), job->file, lua_tostring(L, -1));
         ur_load_dropjob(L, ld);
-        return lua_error(L);
+        return failraise(L);
       }
       lua_pushstring(L, job->file);  /* loader data */
       ur_load_dropjob(L, ld);
-      if (split && canyield(L)) {
-        ur_load_resumesoon(L, LOADIDX, ld);
-        return wait(L);
+      if (split && ur_sched_cansuspend(L)) {
+        ur_load_setloader(L, LOADIDX);  /* pops both */
+        return waitdriver(L);
       }
       return callloader(L);
   }
@@ -355,27 +408,35 @@ static int afterjob (lua_State *L) {
 ** Loading
 ** ======================================================= */
 
-/* stack: ...; loader; loader data.  Run the loader as 'll_require'. */
+/*
+** stack: ...; loader; loader data.  Run the loader as 'll_require'
+** does, protected.  Only a task's Lua loader may yield; a C library's
+** luaopen_, and any loader elsewhere, is called as stock calls it.
+*/
 static int callloader (lua_State *L) {
-  ((ur_load *)lua_touserdata(L, LOADIDX))->state = UR_LRUN;
+  ur_load *ld = frameload(L);
+  ld->state = UR_LRUN;
   lua_rotate(L, -2, 1);  /* function <-> loader data */
   lua_pushvalue(L, 1);  /* name is 1st argument to module loader */
   lua_pushvalue(L, -3);  /* loader data is 2nd argument */
   /* stack: ...; loader data; loader function; mod. name; loader data */
-  lua_callk(L, 2, 1, 0, k_loaded);
-  return k_loaded(L, LUA_OK, 0);
+  if (ld->copen || !ur_sched_cansuspend(L))
+    return k_loaded(L, lua_pcall(L, 2, 1, 0), 0);
+  return k_loaded(L, lua_pcallk(L, 2, 1, 0, 0, k_loaded), 0);
 }
 
 
 /*
-** stack: ...; loader data; result from loader.  The load leaves
-** LOADING (what the body stored for itself becomes a plain entry of
-** LOADED); then LOADED is written and read exactly as 'll_require'
+** stack: ...; loader data; result from loader (or its error).  The load
+** leaves LOADING (what the body stored for itself becomes a plain entry
+** of LOADED); then LOADED is written and read exactly as 'll_require'
 ** does; waiters get the outcome.
 */
 static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
   const char *name = lua_tostring(L, 1);
-  (void)status; (void)ctx;
+  (void)ctx;
+  if (status != LUA_OK && status != LUA_YIELD)
+    return failraise(L);
   ur_load_unguard(L, LOADIDX);
   if (!lua_isnil(L, -1))  /* non-nil return? */
     lua_setfield(L, 2, name);  /* LOADED[name] = returned value */
@@ -387,10 +448,93 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
     lua_setfield(L, 2, name);  /* LOADED[name] = true */
   }
   ur_load_succeed(L, LOADIDX);
+  ur_load_restorechain(L, FRAME, LOADIDX);
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
     return 1;  /* module result */
   lua_rotate(L, -2, 1);  /* loader data <-> module result */
   return 2;  /* return module result and loader data */
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Waiting for another thread's load
+** ======================================================= */
+
+static int suspended (lua_State *L) {
+  return luaL_error(L, "module '%s' is loading in a suspended coroutine; "
+                       "a require that cannot yield cannot wait for it",
+                    lua_tostring(L, 1));
+}
+
+
+/*
+** The body of the load at LOADIDX runs in a suspended thread: find the
+** thread to resume so that it moves on.  That is the thread at the end
+** of the chain of waits from the driver, if it waits only on an import
+** whose next step can be done now (the job is taken back and run here
+** if still queued, or waited for if running).  Raises if some thread
+** on the way waits on anything else.
+*/
+static lua_State *tomove (lua_State *L, ur_load *ld) {
+  lua_State *t = ld->driver;
+  int hops;
+  for (hops = 0; hops < 10000; hops++) {
+    ur_load *x;
+    if (t == NULL || t == L || lua_status(t) != LUA_YIELD ||
+        ur_sched_waitson(L, t) != LUA_TUSERDATA)
+      break;
+    x = (ur_load *)lua_touserdata(L, -1);
+    lua_pop(L, 1);  /* the record stays anchored by LOADING or 't' */
+    if (x->state >= UR_LDONE) return t;  /* 't' takes the outcome */
+    if (x->driver != t) {  /* 't' waits on another thread's load */
+      t = x->driver;
+      continue;
+    }
+    if (x->state == UR_LREADY) return t;  /* 't' runs the body */
+    if (x->state != UR_LSEARCH || x->job == NULL) break;
+    if (ur_exec_takeback(x->job)) ur_exec_runhere(x->job);
+    else ur_exec_wait(x->job);
+    return t;
+  }
+  suspended(L);
+  return NULL;
+}
+
+
+/*
+** A thread that cannot yield asks for the load at LOADIDX, driven by
+** another thread.  Still searching, or its body due: take it over (a
+** queued job is taken back and run here).  Its body running (in a
+** task that waits on imports): move that task along, from here, until
+** the load ends.  Either way the body runs once.
+*/
+static int syncwait (lua_State *L, ur_load *ld) {
+  for (;;) {
+    if (ld->state == UR_LDONE || ld->state == UR_LFAIL)
+      return outcome(L);
+    if (ld->state == UR_LRUN) {
+      ur_sched_resume(L, tomove(L, ld));
+      lua_settop(L, FRAME);
+      continue;
+    }
+    if (ld->driver != NULL && lua_status(ld->driver) != LUA_YIELD)
+      return suspended(L);  /* its driver is busy below us */
+    ur_load_takeover(L, LOADIDX, ld);
+    if (ld->state == UR_LREADY) {
+      ur_load_pushloader(L, LOADIDX);
+      return callloader(L);
+    }
+    if (ld->job == NULL) return findloader(L);
+    if (ur_exec_takeback(ld->job)) {
+      ld->job->inplace = 1;
+      ur_job_run(ld->job, NULL);
+    }
+    else
+      ur_exec_wait(ld->job);
+    return afterjob(L);
+  }
 }
 
 
@@ -398,8 +542,7 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
 ** Wait for the load at LOADIDX, driven by another thread or by this
 ** one (then it is a cycle within the chain: the module stored no value
 ** yet).  A cycle across threads returns the module's stored value if
-** it has one; else it raises.  A thread that cannot yield takes the
-** load over while it is still searching.
+** it has one; else it raises.
 */
 static int await (lua_State *L, ur_load *ld) {
   if (ur_load_cycle(L, LOADIDX)) {  /* pushes message, last edge */
@@ -407,26 +550,25 @@ static int await (lua_State *L, ur_load *ld) {
       ur_load_pushvalue(L, LOADIDX);
       if (!lua_isnil(L, -1)) return 1;  /* it stored a value: take it */
       lua_pop(L, 1);
-      if (canyield(L) && ur_load_serve(L, -1)) {  /* we stored one */
+      if (ur_sched_cansuspend(L) && ur_load_serve(L, -1)) {
         lua_settop(L, LOADIDX);  /* the served waiter stops waiting */
         ur_load_guard(L, LOADIDX);
-        ur_load_addwaiter(L, LOADIDX);
-        return wait(L);
+        return waitwaiter(L);
       }
     }
-    return luaL_error(L, "%s", lua_tostring(L, -2));
+    lua_pop(L, 1);  /* pop last edge */
+    luaL_where(L, 1);  /* as 'luaL_error': the caller's position */
+    lua_rotate(L, -2, 1);
+    lua_concat(L, 2);
+    return lua_error(L);
   }
   if (ld->driver == L)  /* not found as a cycle: cannot happen */
     return luaL_error(L, "circular require: %s -> %s",
                       lua_tostring(L, 1), lua_tostring(L, 1));
   ur_load_guard(L, LOADIDX);  /* FRAME */
-  if (canyield(L)) {
-    ur_load_addwaiter(L, LOADIDX);
-    return wait(L);
-  }
-  ur_load_takeover(L, LOADIDX, ld);  /* raises if its body runs */
-  if (ld->job != NULL) ur_exec_wait(ld->job);
-  return afterjob(L);
+  if (ur_sched_cansuspend(L))
+    return waitwaiter(L);
+  return syncwait(L, ld);
 }
 
 
@@ -440,14 +582,25 @@ static int dorequire (lua_State *L, const char *fname) {
   ur_load *ld;
   lua_settop(L, 1);  /* LOADED table will be at index 2 */
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, 2, name);  /* LOADED[name]; a driver sees its own */
-  if (lua_toboolean(L, -1))  /* is it there? */
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
     return 1;  /* package is already loaded */
-  lua_pop(L, 1);  /* remove 'getfield' result */
+  lua_pop(L, 1);  /* remove 'rawget' result */
+  if (ur_loaded_foreign(L, 2)) {  /* someone else's metamethods: */
+    if (lua_getfield(L, 2, name) != LUA_TNIL && lua_toboolean(L, -1))
+      return 1;  /* as stock, they may find it */
+    lua_pop(L, 1);
+  }
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
     return luaL_error(L, "'package.searchers' must be a table");
-  if ((ld = ur_load_find(L, name)) != NULL)  /* LOADIDX */
+  if ((ld = ur_load_find(L, name)) != NULL) {  /* LOADIDX */
+    if (ld->driver == L) {  /* rule 11: its own provisional value */
+      ur_load_pushvalue(L, LOADIDX);
+      if (lua_toboolean(L, -1)) return 1;
+      lua_pop(L, 1);
+    }
     return await(L, ld);
+  }
   ld = ur_load_new(L, name);  /* LOADIDX */
   ur_load_guard(L, LOADIDX);  /* FRAME */
   ur_load_drive(L, LOADIDX, ld);
@@ -462,26 +615,6 @@ int ur_l_require (lua_State *L) {
 
 int ur_l_import_module (lua_State *L) {
   return dorequire(L, "import_module");
-}
-
-
-/*
-** core.setyield(thread, allowed): whether 'thread' may wait for an
-** import by yielding.  Returns the previous setting.
-*/
-int ur_l_setyield (lua_State *L) {
-  int before;
-  luaL_checktype(L, 1, LUA_TTHREAD);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &NOYIELD);
-  lua_pushvalue(L, 1);
-  before = (lua_rawget(L, -2) == LUA_TNIL);
-  lua_pop(L, 1);  /* pop old flag */
-  lua_pushvalue(L, 1);
-  if (lua_toboolean(L, 2)) lua_pushnil(L);
-  else lua_pushboolean(L, 1);
-  lua_rawset(L, -3);  /* NOYIELD[thread] = flag */
-  lua_pushboolean(L, before);
-  return 1;
 }
 
 /* }====================================================== */

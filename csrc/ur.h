@@ -102,6 +102,7 @@ struct ur_job {
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
+  int delivered;              /* its completion reached the scheduler */
 };
 
 /* search.c: run a job to completion (executor thread) */
@@ -144,37 +145,98 @@ int ur_exec_isdone (ur_job *job);
 void ur_exec_detach (ur_job *job);
 /* number of executor threads (starts them on first call) */
 int ur_exec_threads (void);
+/* take a queued 'job' back (1: it is the owner's again, UR_NEW) */
+int ur_exec_takeback (ur_job *job);
+/* run a job taken back on the calling thread; it is then done */
+void ur_exec_runhere (ur_job *job);
 
 /* }====================================================== */
 
 
 /* {======================================================
-** Runtime: the per-state side (loop.c)
+** Runtime: the per-state side (loop.c owns the loop half, sched.c the
+** scheduler half; one 'ur_runtime' per lua_State, in the registry)
 ** ======================================================= */
 
-typedef struct ur_runtime ur_runtime;
+enum { UR_WAIT_TASKS, UR_WAIT_ANY };  /* who may wait by yielding */
 
-/* get (creating it on first use) the runtime of state 'L' */
+typedef struct ur_wakeh ur_wakeh;  /* the runtime's wake-up handle */
+
+typedef struct ur_runtime {
+  lua_State *cb;        /* thread on which loop callbacks call Lua */
+  uv_loop_t *loop;      /* loop in use; NULL until first needed */
+  const char *kind;     /* "host", "luv" or "own" */
+  uv_loop_t own;        /* our own loop, when kind is "own" */
+  ur_wakeh *wake;       /* the one async handle on 'loop', or NULL */
+  int running;          /* inside 'uvrequire.run' */
+  int inturn;           /* inside the wake-up callback */
+  int closed;           /* state is closing: nothing new starts */
+  ur_job *jobs;         /* jobs in flight (lnext/lprev) */
+  int njobs;
+  /* scheduler (sched.c) */
+  int mode;             /* UR_WAIT_* */
+  lua_Integer seq;      /* last token handed out */
+  lua_Integer *ring;    /* ready queue of tokens (FIFO) */
+  size_t rhead, rlen, rcap;
+  size_t ntokens;       /* live tokens: each may be queued twice */
+} ur_runtime;
+
+/* loop.c */
 ur_runtime *ur_runtime_get (lua_State *L);
-/* the loop in use, chosen on first call; NULL and a message on error */
 uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
-/* submit 'job' so that its completion wakes the loop */
 int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job);
-/* the runtime gives up 'job' (results consumed or owner gone) */
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
+void ur_runtime_signal (ur_runtime *rt);
+void ur_runtime_refresh (ur_runtime *rt);
+ur_job *ur_runtime_nextdone (ur_runtime *rt);
 
-/* wake the threads waiting on ended loads, on the loop, soon */
-void ur_runtime_wake (lua_State *L, ur_runtime *rt);
+/* sched.c: called by loop.c on the loop, protected, on 'rt->cb' */
+int ur_sched_turn (lua_State *L);
+/* sched.c: called by loop.c when the state closes */
+void ur_sched_free (ur_runtime *rt);
 
 /* }====================================================== */
 
 
 /* {======================================================
-** Load records (load.c)
+** Scheduler (sched.c)
+** ======================================================= */
+
+/* create registry table 'key' (weak 'mode', if any) unless it exists */
+void ur_regtable (lua_State *L, const char *key, const char *mode);
+/* may the running thread wait by yielding? */
+int ur_sched_cansuspend (lua_State *L);
+/* a new token (no allocation) */
+lua_Integer ur_sched_token (lua_State *L);
+/* the running thread waits under 'tok' on the load at 'idx' (or on a
+   task if 'idx' is 0); may raise (memory, no loop) */
+void ur_sched_wait (lua_State *L, lua_Integer tok, int idx);
+/* a waiting thread was resumed (by anyone): its token is spent */
+void ur_sched_consume (lua_State *L, lua_Integer tok);
+/* queue 'tok' to be resumed from the loop (never allocates) */
+void ur_sched_ready (lua_State *L, lua_Integer tok);
+/* the thread waiting under 'tok', pushed, or nothing and NULL */
+lua_State *ur_sched_waiter (lua_State *L, lua_Integer tok);
+/* the token 'co' waits under, or 0 */
+lua_Integer ur_sched_tokenof (lua_State *L, lua_State *co);
+/* push what 'co' waits on (a load record, false for a task), or nil */
+int ur_sched_waitson (lua_State *L, lua_State *co);
+/* resume 'co' now (synchronous drive); report an error it raises */
+void ur_sched_resume (lua_State *L, lua_State *co);
+/* add the scheduler's functions and PENDING to the table at the top */
+void ur_sched_register (lua_State *L);
+/* push uvrequire.PENDING */
+void ur_sched_pushpending (lua_State *L);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Load records (load.c, cycle.c, loaded.c)
 ** ======================================================= */
 
 /* load states: searching (job in flight), chunk loaded and its body
-   due at the loop's next turn, body running, ended */
+   due, body running, ended */
 enum { UR_LSEARCH, UR_LREADY, UR_LRUN, UR_LDONE, UR_LFAIL };
 
 typedef struct ur_load {
@@ -182,7 +244,10 @@ typedef struct ur_load {
   ur_runtime *rt;       /* runtime the job was submitted to */
   int state;            /* UR_L* */
   int next;             /* next searcher to try */
+  int copen;            /* the loader is a C library's luaopen_ */
+  int hadfalse;         /* LOADED[name] was false when it started */
   lua_State *driver;    /* thread driving the load, or NULL */
+  lua_Integer dtoken;   /* token under which the driver waits, or 0 */
 } ur_load;
 
 void ur_load_init (lua_State *L);
@@ -194,29 +259,33 @@ void ur_load_takeover (lua_State *L, int idx, ur_load *ld);
 int ur_load_cycle (lua_State *L, int idx);
 int ur_load_serve (lua_State *L, int x);
 int ur_load_served (lua_State *L, int idx);
-void ur_load_addwaiter (lua_State *L, int idx);
+void ur_load_addwaiter (lua_State *L, int idx, lua_Integer tok);
 void ur_load_injob (lua_State *L, int idx, ur_load *ld);
 void ur_load_dropjob (lua_State *L, ur_load *ld);
 void ur_load_addmsg (lua_State *L, int idx);
 void ur_load_pushmsgs (lua_State *L, int idx);
 void ur_load_pushvalue (lua_State *L, int idx);
+void ur_load_setloader (lua_State *L, int idx);
+void ur_load_pushloader (lua_State *L, int idx);
 void ur_load_unguard (lua_State *L, int idx);
 void ur_load_succeed (lua_State *L, int idx);
+void ur_load_fail (lua_State *L, int idx);
+void ur_load_restorechain (lua_State *L, int g, int idx);
 int ur_load_outcome (lua_State *L, int idx);
-void ur_load_wakeall (lua_State *L);
-void ur_load_resumesoon (lua_State *L, int idx, ur_load *ld);
-/* called on the loop when 'job' is done */
-void ur_require_done (lua_State *L, ur_job *job);
+void ur_load_deliver (lua_State *L, ur_job *job);
 
-/* loop.c / require.c: entry points registered in luaopen */
+/* require.c / loop.c / sched.c / loaded.c: entry points of luaopen */
 int ur_l_run (lua_State *L);
 int ur_l_require (lua_State *L);
 int ur_l_import_module (lua_State *L);
 int ur_l_loopinfo (lua_State *L);
-int ur_l_takeerrors (lua_State *L);
-int ur_l_setyield (lua_State *L);
 int ur_l_status (lua_State *L);
+int ur_l_setloop (lua_State *L);
 void ur_require_init (lua_State *L);
+int ur_require_calledbystock (lua_State *L, int level);
+void ur_loaded_guard (lua_State *L, int req);
+int ur_loaded_foreign (lua_State *L, int idx);
+void ur_sched_open (lua_State *L);
 
 /* }====================================================== */
 

@@ -1,14 +1,15 @@
 --- uvrequire: Lua 5.4's `require` with an import executor.
 --
--- The mechanism lives in the C core (`uvrequire.core`); this layer adds
--- the policies: installing the replacement `require`, tasks, and the
--- loop runner that never loses an error.
+-- The mechanism lives in the C core (`uvrequire.core`): the yieldable
+-- `require`, the scheduler, the loop.  This layer adds the policies:
+-- installing the replacement `require`, tasks, the loop runner, and
+-- where errors that nobody claims go.
 -- @module uvrequire
 
 local core = require "uvrequire.core"
 
 local M = {
-  --- The value a waiting `require` yields to whoever resumed its coroutine.
+  --- The value a waiting coroutine yields to whoever resumed it.
   PENDING = core.PENDING,
   --- The replacement `require` itself.
   require = core.require,
@@ -22,9 +23,39 @@ local M = {
 
 local replaced = nil  -- the global `require` that install() replaced
 
+local function badarg(n, fname, msg, level)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
+        (level or 2) + 1)
+end
+
+local function expect(n, fname, expected, got, level)
+  if type(got) ~= expected then
+    badarg(n, fname, ("%s expected, got %s"):format(expected, type(got)),
+           (level or 2) + 1)
+  end
+end
+
+local options = {
+  wait = { tasks = true, any = true },
+}
+
 --- Make the global `require` uvrequire's. Idempotent.
+-- @param[opt] opts `{ wait = "tasks" | "any" }`: who waits by yielding
+-- (default "tasks": only uvrequire tasks; "any": any coroutine).
 -- @return the module
-function M.install()
+function M.install(opts)
+  if opts ~= nil then expect(1, "install", "table", opts) end
+  opts = opts or {}
+  for k, v in pairs(opts) do
+    local allowed = options[k]
+    if not allowed then
+      badarg(1, "install", ("unknown option '%s'"):format(tostring(k)))
+    elseif not allowed[v] then
+      badarg(1, "install", ("invalid value '%s' for option '%s'")
+             :format(tostring(v), k))
+    end
+  end
+  core.setmode(opts.wait or "tasks")
   if rawget(_G, "require") ~= core.require then
     replaced = rawget(_G, "require")
     _G.require = core.require
@@ -42,54 +73,78 @@ function M.uninstall()
   return M
 end
 
+--- Report errors that nobody claimed with `fn(msg, task)` instead of
+-- writing them to stderr; `nil` restores stderr.
+function M.on_error(fn)
+  if fn ~= nil then expect(1, "on_error", "function", fn) end
+  debug.getregistry()["uvrequire.on_error"] = fn
+end
+
 
 --- Tasks -------------------------------------------------------------
 
 local Task = {}
 Task.__index = Task
 
-local unclaimed = {}  -- tasks that failed, in order, until claimed
-local kept = {}       -- errors of coroutines that waited on a task
-local waiting = setmetatable({}, { __mode = "k" })  -- coroutine -> task
+-- tasks that failed, oldest first, until claimed or reported (weak: a
+-- handle nobody holds is reported when it is collected)
+local failed = setmetatable({}, { __mode = "v" })
+local nfailed = 0
 
-local function badarg(n, fname, expected, got)
-  error(("bad argument #%d to '%s' (%s expected, got %s)")
-        :format(n, fname, expected, type(got)), 3)
+-- The task ended with `err` (traceback `tb`): keep it for its handle
+-- (and for run()); wake whoever waits on it.
+local function fail(task, err, tb)
+  task.finished = true
+  task.err = err
+  task.traceback = tb
+  nfailed = nfailed + 1
+  failed[nfailed] = task
+  core.wakeall(task.waiters)
+  task.waiters = {}
 end
 
--- Wake the coroutines waiting on `task` (it just finished).
-local function wake(task)
-  for co in pairs(task.waiters) do
-    if waiting[co] == task and coroutine.status(co) == "suspended" then
-      local ok, err = coroutine.resume(co)
-      if not ok then kept[#kept + 1] = debug.traceback(co, tostring(err)) end
-    end
+-- A task's coroutine died outside its own protection (memory errors
+-- while it ended): the scheduler hands it here.
+core.ondied(function(task, err, tb)
+  if not task.finished then fail(task, err, tb) end
+end)
+
+-- A failed task whose handle is collected (or the state closes) and
+-- nobody claimed its error: report it.
+function Task:__gc()
+  if self.traceback and not self.claimed then
+    self.claimed = true
+    core.report(self.traceback, self)
   end
-  task.waiters = {}
 end
 
 --- Start `fn(...)` as a task: a coroutine whose imports wait without
 -- blocking the loop. It runs at once until its first wait.
 -- @return a task handle
 function M.spawn(fn, ...)
-  if type(fn) ~= "function" then badarg(1, "spawn", "function", fn) end
+  expect(1, "spawn", "function", fn)
   local task = setmetatable({ finished = false, waiters = {} }, Task)
+  local tb
   local function onerror(e)
-    task.traceback = debug.traceback(tostring(e), 2)
+    tb = debug.traceback(tostring(e), 2)
     return e
   end
   task.co = coroutine.create(function(...)
     local r = table.pack(xpcall(fn, onerror, ...))
-    task.finished = true
     if r[1] then
+      task.finished = true
       task.results = r
+      core.wakeall(task.waiters)
+      task.waiters = {}
     else
-      task.err = r[2]
-      unclaimed[#unclaimed + 1] = task
+      fail(task, r[2], tb)
     end
-    wake(task)
   end)
-  assert(coroutine.resume(task.co, ...))  -- the body is protected
+  core.settask(task.co, task)
+  local ok, err = coroutine.resume(task.co, ...)
+  if not ok and not task.finished then
+    fail(task, err, debug.traceback(task.co, tostring(err)))
+  end
   return task
 end
 
@@ -99,7 +154,7 @@ function Task:done()
 end
 
 --- The task's outcome: `true, results...` or `false, err`. Claims the
--- error, so that `run` no longer raises it.
+-- error, so that it is not reported.
 function Task:result()
   if not self.finished then error("task is not done", 2) end
   if not self.results then
@@ -110,12 +165,13 @@ function Task:result()
 end
 
 --- Wait for the task and return its outcome, as `result` does (and so
--- claim its error). In a coroutine, waits by yielding; elsewhere, runs
--- the loop until the task is done.
+-- claim its error). In a task, waits by yielding; elsewhere, runs the
+-- loop until the task is done.
 function Task:wait()
   self.claimed = true
-  local co, main = coroutine.running()
-  if main or not coroutine.isyieldable() then
+  if core.cansuspend() then
+    while not self.finished do core.park(self.waiters) end
+  else
     -- drive the loop without raising: other tasks' errors stay for run()
     local alive, busy = true, nil
     while not self.finished and alive do
@@ -125,46 +181,46 @@ function Task:wait()
     if not self.finished then
       error("task cannot finish: the loop has nothing left to run", 2)
     end
-  else
-    while not self.finished do
-      self.waiters[co] = true
-      waiting[co] = self
-      coroutine.yield(M.PENDING)
-      waiting[co] = nil
-    end
   end
   return self:result()
 end
+
+
+--- The loop -----------------------------------------------------------
+
+local modes = { default = true, once = true, nowait = true }
 
 --- Run the loop in use until it stops (`mode`: "default", "once" or
 -- "nowait", as `uv_run`). Then raise, with its traceback, the first
 -- error no one claimed: of a task, or of a coroutine uvrequire resumed.
 -- @return true if the loop still has work
-local modes = { default = true, once = true, nowait = true }
-
 function M.run(mode)
   if mode ~= nil and not modes[mode] then
-    error(("bad argument #1 to 'run' (invalid option '%s')")
-          :format(tostring(mode)), 2)
+    badarg(1, "run", ("invalid option '%s'"):format(tostring(mode)))
   end
   local alive, busy = core.run(mode)
   if busy then error(busy, 2) end
-  for _, e in ipairs(core.takeerrors()) do kept[#kept + 1] = e end
-  if kept[1] then error(table.remove(kept, 1), 0) end
-  while unclaimed[1] do
-    local task = table.remove(unclaimed, 1)
-    if not task.claimed then
+  local kept = core.takeerrors()
+  for i = 1, nfailed do
+    local task = failed[i]
+    failed[i] = nil
+    if task and not task.claimed then
       task.claimed = true
-      error(task.traceback, 0)
+      kept[#kept + 1] = task.traceback
     end
+  end
+  nfailed = 0
+  if kept[1] then
+    for i = 2, #kept do core.report(kept[i]) end
+    error(kept[1], 0)
   end
   return alive
 end
 
 --- Call `fn(...)` with the running coroutine's imports synchronous: for
--- code whose resumer expects its yields (generators).
+-- code whose resumer expects its yields (generators, in "any" mode).
 function M.sync(fn, ...)
-  if type(fn) ~= "function" then badarg(1, "sync", "function", fn) end
+  expect(1, "sync", "function", fn)
   local co, main = coroutine.running()
   if main then return fn(...) end
   local before = core.setyield(co, false)

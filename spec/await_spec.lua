@@ -156,7 +156,10 @@ describe("awaitable require", function()
         coroutine.yield("second")
       end)
     end
-    -- waiting by yielding hands the consumer PENDING until done
+    -- in "any" mode, waiting by yielding hands the consumer PENDING
+    local core = require "uvrequire.core"
+    core.setmode("any")
+    finally(function() core.setmode("tasks") end)
     local next_value = gen(U.require)
     local first = next_value()
     assert.equals(U.PENDING, first)
@@ -201,7 +204,11 @@ describe("awaitable require", function()
     local ok, err = t2:wait()
     assert.is_false(ok)
     assert.matches("bad module body", err)
-    -- a bare coroutine resumed by uvrequire: its error goes to run()
+    -- a bare coroutine resumed by uvrequire ("any" mode): its error
+    -- goes to run()
+    local core = require "uvrequire.core"
+    core.setmode("any")
+    finally(function() core.setmode("tasks") end)
     local timer = uv.new_timer()
     timer:start(0, 0, function()
       timer:close()

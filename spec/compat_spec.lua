@@ -1152,18 +1152,22 @@ return {
       assert.equals(package.searchpath("cx_mine", package.path), r[2])
     end)
 
-    it("in a coroutine it waits for the executor by yielding; stock does not", function()
+    it("in a task it waits for the executor by yielding; stock does not", function()
       H.files(dir, { ["cx_y.lua"] = "return { ... }" })
       package.loaded.cx_y = nil
       local got
-      local co = coroutine.create(function() got = table.pack(uv.require("cx_y")) end)
-      local ok, v = coroutine.resume(co)
-      assert.is_true(ok)
-      assert.equals(uv.PENDING, v)
-      assert.equals("suspended", coroutine.status(co))
+      local t = uv.spawn(function() got = table.pack(uv.require("cx_y")) end)
+      assert.equals("suspended", coroutine.status(t.co))
       assert.equals(1, uv.loopinfo().jobs)
       uv.run()
+      assert.equals("dead", coroutine.status(t.co))
+      package.loaded.cx_y = nil
+      -- any other coroutine: synchronous, as stock
+      local co = coroutine.create(function() return table.pack(uv.require("cx_y")) end)
+      local ok1, r1 = coroutine.resume(co)
+      assert.is_true(ok1)
       assert.equals("dead", coroutine.status(co))
+      assert.same(r1, got)
       package.loaded.cx_y = nil
       local co2 = coroutine.create(function() return table.pack(H.stock("cx_y")) end)
       local ok2, r2 = coroutine.resume(co2)

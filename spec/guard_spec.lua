@@ -67,10 +67,10 @@ describe("guarded package.loaded", function()
        function()
       modules { orphaned = "RUNS.orphaned = (RUNS.orphaned or 0) + 1\n" ..
                            "return 'done'" }
-      local first = coroutine.create(U.require)
-      assert.same({ true, U.PENDING }, { coroutine.resume(first, "orphaned") })
+      local first = U.spawn(U.require, "orphaned")
+      assert.equals("suspended", coroutine.status(first.co))
       local other = U.spawn(U.require, "orphaned")
-      assert(coroutine.close(first))
+      assert(coroutine.close(first.co))
       assert.same({ true, "done", dir .. "/orphaned.lua" },
                   { other:wait() })
       assert.equals(1, RUNS.orphaned)
@@ -81,8 +81,8 @@ describe("guarded package.loaded", function()
       modules { dropped = "RUNS.dropped = (RUNS.dropped or 0) + 1\n" ..
                           "return 'd'" }
       do
-        local co = coroutine.create(U.require)
-        coroutine.resume(co, "dropped")
+        local t = U.spawn(U.require, "dropped")
+        assert.equals("suspended", coroutine.status(t.co))
       end
       collectgarbage()
       collectgarbage()
@@ -104,11 +104,10 @@ describe("guarded package.loaded", function()
         coroutine.yield()
         return "never"
       ]] }
-      local driver = coroutine.create(U.require)
-      coroutine.resume(driver, "midway")
+      local driver = U.spawn(U.require, "midway")
       while RUNS.midway == nil do U.run("once") end  -- body has started
       local waiter = U.spawn(U.require, "midway")
-      assert(coroutine.close(driver))
+      assert(coroutine.close(driver.co))
       local ok, err = waiter:wait()
       assert.is_false(ok)
       assert.equals("module 'midway' was loading in a coroutine that was " ..
@@ -120,10 +119,9 @@ describe("guarded package.loaded", function()
     it("gives the load up, leaving no trace, when all requesters close",
        function()
       modules { nobody = "RUNS.nobody = (RUNS.nobody or 0) + 1" }
-      local co = coroutine.create(U.require)
-      coroutine.resume(co, "nobody")
+      local t = U.spawn(U.require, "nobody")
       assert.equals("loading", U.status("nobody"))
-      assert(coroutine.close(co))
+      assert(coroutine.close(t.co))
       assert.is_nil(U.status("nobody"))
       U.run()
       assert.is_nil(RUNS.nobody)
