@@ -24,7 +24,8 @@ LUA
   got=$(echo "$list" | LC_ALL=C sort)
   if [ "$got" != "$want" ]; then
     echo "$spec: uvrequire.core sources differ from csrc/*.c"
-    diff <(echo "$want") <(echo "$got") | sed -n 's/^</  missing:/p; s/^>/  extra:  /p'
+    diff <(echo "$want") <(echo "$got") |
+      sed -n 's/^</  missing:/p; s/^>/  extra:  /p'
     rc=1
   else
     echo "$spec: $(echo "$want" | wc -l) sources, as csrc/*.c"
