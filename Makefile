@@ -85,3 +85,46 @@ valgrind: deps all
 
 clean:
 	rm -rf $(B)
+
+# Install and uninstall (make install PREFIX=/usr DESTDIR=/tmp/stage).
+# Every directory is overridable; the defaults are on Debian lua5.4's
+# default package.path and package.cpath for PREFIX=/usr/local or /usr.
+PREFIX       ?= /usr/local
+LUA_LMOD     ?= $(PREFIX)/share/lua/5.4
+LUA_CMOD     ?= $(PREFIX)/lib/lua/5.4
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/lib/pkgconfig
+INSTALL      ?= install
+UVR_VERSION   = 0.1.0
+PC           := $(B)/uvrequire.pc
+# uvrequire.pc writes the directories under PREFIX as ${prefix}/...
+pcdir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+.PHONY: install uninstall pc
+
+# uvrequire.pc, regenerated every time: PREFIX and the directories may
+# differ from the last run.
+pc:
+	@mkdir -p $(dir $(PC))
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@INCLUDEDIR@|$(call pcdir,$(INCLUDEDIR))|' \
+	    -e 's|@LUA_LMOD@|$(call pcdir,$(LUA_LMOD))|' \
+	    -e 's|@LUA_CMOD@|$(call pcdir,$(LUA_CMOD))|' \
+	    -e 's|@VERSION@|$(UVR_VERSION)|' uvrequire.pc.in >$(PC)
+
+install: $(CORE) pc
+	$(INSTALL) -d "$(DESTDIR)$(LUA_LMOD)" "$(DESTDIR)$(LUA_CMOD)/uvrequire" \
+	  "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	$(INSTALL) -m 644 lua/uvrequire.lua "$(DESTDIR)$(LUA_LMOD)/uvrequire.lua"
+	$(INSTALL) -m 755 $(CORE) "$(DESTDIR)$(LUA_CMOD)/uvrequire/core.so"
+	$(INSTALL) -m 644 csrc/uvrequire.h "$(DESTDIR)$(INCLUDEDIR)/uvrequire.h"
+	$(INSTALL) -m 644 $(PC) "$(DESTDIR)$(PKGCONFIGDIR)/uvrequire.pc"
+
+# Removes exactly what install put there (and the uvrequire/ directory
+# it made for the core, if empty).
+uninstall:
+	rm -f "$(DESTDIR)$(LUA_LMOD)/uvrequire.lua" \
+	  "$(DESTDIR)$(LUA_CMOD)/uvrequire/core.so" \
+	  "$(DESTDIR)$(INCLUDEDIR)/uvrequire.h" \
+	  "$(DESTDIR)$(PKGCONFIGDIR)/uvrequire.pc"
+	rmdir "$(DESTDIR)$(LUA_CMOD)/uvrequire" 2>/dev/null || true

@@ -1,12 +1,16 @@
 -- uvrequire, built from a checkout: `luarocks make` in its root (it
 -- finds this file under rockspec/), or `luarocks make <this file>`.
+-- The C header for hosts (csrc/uvrequire.h) is installed with the rock,
+-- in <tree>/lib/luarocks/rocks-5.4/uvrequire/scm-1/include/.
+-- The source list below is checked against csrc/*.c by
+-- spec/checks/rockspec_sources.sh.
 rockspec_format = "3.0"
 package = "uvrequire"
 version = "scm-1"
 
 source = {
-  -- placeholder: the repository has no public address yet
-  url = "git+https://example.invalid/uvrequire.git",
+  url = "git+https://github.com/uvrequire/uvrequire.git",
+  branch = "main",
 }
 
 description = {
@@ -17,9 +21,11 @@ searchers (path search, reading, compiling, dlopen) run on a pool of
 executor threads.  A coroutine that requires yields while its import is
 in flight and is resumed on a libuv loop (a host's, luv's or its own);
 any other caller blocks as before.  Tasks (`uvrequire.spawn`) and a loop
-runner (`uvrequire.run`) come with it.
+runner (`uvrequire.run`) come with it.  Needs libuv >= 1.44.
 ]],
-  issues_url = "https://example.invalid/uvrequire/issues",
+  homepage = "https://github.com/uvrequire/uvrequire",
+  issues_url = "https://github.com/uvrequire/uvrequire/issues",
+  license = "MIT",
   labels = { "require", "libuv", "coroutines" },
 }
 
@@ -27,6 +33,7 @@ dependencies = {
   "lua >= 5.4, < 5.5",
 }
 
+-- libuv >= 1.44 (LuaRocks cannot check an external library's version).
 external_dependencies = {
   LIBUV = {
     header = "uv.h",
@@ -58,8 +65,14 @@ build = {
     },
     uvrequire = "lua/uvrequire.lua",
   },
+  install = {
+    -- the embedding header, kept with the rock (not deployed)
+    conf = { ["../include/uvrequire.h"] = "csrc/uvrequire.h" },
+  },
 }
 
+-- The whole suite, offline, against a fresh build in the checkout.
 test = {
-  type = "busted",
+  type = "command",
+  command = "make spec",
 }

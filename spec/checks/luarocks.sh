@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The rock: `luarocks make` of rockspec/uvrequire-scm-1.rockspec, from a
-# copy of the checkout as it is on disk (uncommitted work included),
-# into a scratch tree; then the installed copy, used from another
+# The rocks, from a copy of the checkout as it is on disk (uncommitted
+# work included): both rockspecs pass `luarocks lint` and test with a
+# command; `luarocks make` of rockspec/uvrequire-scm-1.rockspec into a
+# scratch tree; `luarocks make` of rockspec/uvrequire-0.1.0-1.rockspec
+# into another, `luarocks pack` of it (a binary rock) and `luarocks
+# install` of that rock into a fresh tree.  Each installed copy holds
+# include/uvrequire.h in its rock directory and is used from another
 # directory: install() and a plain require, then a task whose import
 # waits on the loop.  Never touches the network (no dependency to fetch;
 # the only server allowed is an empty local directory).  Exit 0: pass.
@@ -10,9 +14,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 LUA=${LUA:-lua5.4}
 work=$(mktemp -d /tmp/uvr_rock.XXXXXX) || exit 1
 trap 'rm -rf "$work"' EXIT
-src=$work/src tree=$work/tree run=$work/run mods=$work/mods
-mkdir -p "$src" "$tree" "$run" "$mods" "$work/noserver" || exit 1
+src=$work/src run=$work/run mods=$work/mods
+mkdir -p "$src" "$run" "$mods" "$work/noserver" "$work/pack" || exit 1
 lr=(luarocks --lua-version=5.4 --only-server="$work/noserver")
+release=rockspec/uvrequire-0.1.0-1.rockspec
+scm=rockspec/uvrequire-scm-1.rockspec
 
 fail() { echo "luarocks check: $*"; exit 1; }
 
@@ -27,22 +33,66 @@ else  # no git: everything but build output
   (cd "$root" && tar --exclude=./.git --exclude=./build --exclude=./tree \
      -cf - .) | tar -C "$src" -xf - || fail "cannot copy the checkout"
 fi
-[ -f "$src/rockspec/uvrequire-scm-1.rockspec" ] ||
-  fail "rockspec/uvrequire-scm-1.rockspec is missing"
+for r in "$scm" "$release"; do
+  [ -f "$src/$r" ] || fail "$r is missing"
+done
 
-# 2. Build and install into the scratch tree.
-if ! out=$(cd "$src" && "${lr[@]}" make --tree "$tree" \
-             rockspec/uvrequire-scm-1.rockspec 2>&1); then
+# 2. Lint; the test suite is `make <target>`, offline (a command, no
+# test dependency to fetch), and the Makefile has that target.
+for r in "$scm" "$release"; do
+  if ! out=$(cd "$src" && "${lr[@]}" lint "$r" 2>&1); then
+    echo "$out"
+    fail "luarocks lint $r failed"
+  fi
+  target=$("$LUA" - "$src/$r" <<'LUA'
+local env = {}
+assert(loadfile(arg[1], "t", env))()
+local t = env.test
+assert(type(t) == "table" and t.type == "command", "test is not a command")
+assert(env.test_dependencies == nil or next(env.test_dependencies) == nil,
+       "test_dependencies")
+print((assert(t.command:match("^make (%S+)$"), "not make <target>")))
+LUA
+  ) || fail "$r: its test field is not an offline 'make <target>'"
+  make -n -C "$src" "$target" >/dev/null 2>&1 ||
+    fail "$r: its test runs 'make $target', which the Makefile lacks"
+  echo "luarocks lint $r: ok; luarocks test runs 'make $target'"
+done
+
+# 3. Build and install: the scm rockspec into a tree; the release into
+# another, packed into a binary rock, installed into a fresh tree.
+if ! out=$(cd "$src" && "${lr[@]}" make --tree "$work/scm" "$scm" 2>&1)
+then
   echo "$out"
-  fail "luarocks make failed"
+  fail "luarocks make $scm failed"
+fi
+echo "$out" | grep -E 'is now installed'
+if ! out=$(cd "$src" && "${lr[@]}" make --tree "$work/made" "$release" 2>&1)
+then
+  echo "$out"
+  fail "luarocks make $release failed"
+fi
+echo "$out" | grep -E 'is now installed'
+if ! out=$(cd "$work/pack" &&
+           "${lr[@]}" --tree "$work/made" pack uvrequire 0.1.0-1 2>&1); then
+  echo "$out"
+  fail "luarocks pack failed"
+fi
+rock=$(cd "$work/pack" && ls -- *.rock 2>/dev/null)
+[ "$rock" = uvrequire-0.1.0-1.linux-x86_64.rock ] ||
+  fail "luarocks pack made '$rock', not a linux-x86_64 binary rock"
+echo "luarocks pack: $rock"
+if ! out=$("${lr[@]}" install --tree "$work/bin" "$work/pack/$rock" 2>&1)
+then
+  echo "$out"
+  fail "luarocks install $rock failed"
 fi
 echo "$out" | grep -E 'depends on|is now installed'
 
-# 3. Use it from another directory, with the tree's paths only added
-# (and no variable that lua5.4 would read before them).
+# 4. Use each installed copy from another directory, with the tree's
+# paths only added (and no variable that lua5.4 would read before them).
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
-paths=$("${lr[@]}" --tree "$tree" path) || fail "luarocks path failed"
-eval "$paths"
+base_path=${LUA_PATH-} base_cpath=${LUA_CPATH-}
 
 cat >"$mods/rk_plain.lua" <<'EOF'
 return { answer = 42 }
@@ -90,9 +140,21 @@ print(("plain require: 2 results; task: waited, then %d from %s")
       :format(answer, file))
 EOF
 cd "$run" || exit 1
-out=$(timeout 30 "$LUA" -e 'require("uvrequire").install()' script.lua \
-        "$tree" "$mods" 2>&1)
-rc=$?
-echo "$out"
-[ "$rc" = 0 ] || fail "the script failed (exit $rc)"
+for t in scm:scm-1 bin:0.1.0-1; do
+  tree=$work/${t%%:*} version=${t#*:}
+  header=$tree/lib/luarocks/rocks-5.4/uvrequire/$version/include/uvrequire.h
+  cmp -s "$header" "$src/csrc/uvrequire.h" ||
+    fail "$tree: no copy of csrc/uvrequire.h at $header"
+  LUA_PATH=$base_path LUA_CPATH=$base_cpath
+  [ -n "$base_path" ] || unset LUA_PATH
+  [ -n "$base_cpath" ] || unset LUA_CPATH
+  paths=$("${lr[@]}" --tree "$tree" path) || fail "luarocks path failed"
+  eval "$paths"
+  out=$(timeout 30 "$LUA" -e 'require("uvrequire").install()' script.lua \
+          "$tree" "$mods" 2>&1)
+  rc=$?
+  echo "$out"
+  [ "$rc" = 0 ] || fail "the script failed (exit $rc) with $tree"
+  echo "header: $header"
+done
 echo "luarocks check: passed"

@@ -1,0 +1,78 @@
+-- uvrequire 0.1.0, the first release.  From a checkout:
+--   luarocks --lua-version=5.4 make rockspec/uvrequire-0.1.0-1.rockspec
+-- The C header for hosts (csrc/uvrequire.h) is installed with the rock,
+-- in <tree>/lib/luarocks/rocks-5.4/uvrequire/0.1.0-1/include/.
+-- The source list below is checked against csrc/*.c by
+-- spec/checks/rockspec_sources.sh.
+rockspec_format = "3.0"
+package = "uvrequire"
+version = "0.1.0-1"
+
+source = {
+  url = "git+https://github.com/uvrequire/uvrequire.git",
+  tag = "v0.1.0",
+}
+
+description = {
+  summary = "Lua 5.4's require with an import executor on libuv",
+  detailed = [[
+A drop-in replacement for Lua 5.4's `require`: the standard file
+searchers (path search, reading, compiling, dlopen) run on a pool of
+executor threads.  A coroutine that requires yields while its import is
+in flight and is resumed on a libuv loop (a host's, luv's or its own);
+any other caller blocks as before.  Tasks (`uvrequire.spawn`) and a loop
+runner (`uvrequire.run`) come with it.  Needs libuv >= 1.44.
+]],
+  homepage = "https://github.com/uvrequire/uvrequire",
+  issues_url = "https://github.com/uvrequire/uvrequire/issues",
+  license = "MIT",
+  labels = { "require", "libuv", "coroutines" },
+}
+
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+
+-- libuv >= 1.44 (LuaRocks cannot check an external library's version).
+external_dependencies = {
+  LIBUV = {
+    header = "uv.h",
+    library = "uv",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    -- the C core; its sources define _GNU_SOURCE where they need it
+    ["uvrequire.core"] = {
+      sources = {
+        "csrc/clib.c",
+        "csrc/compile.c",
+        "csrc/core.c",
+        "csrc/cycle.c",
+        "csrc/executor.c",
+        "csrc/load.c",
+        "csrc/loaded.c",
+        "csrc/loop.c",
+        "csrc/require.c",
+        "csrc/search.c",
+        "csrc/wake.c",
+      },
+      libraries = { "uv", "pthread", "dl" },
+      incdirs = { "$(LIBUV_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)" },
+    },
+    uvrequire = "lua/uvrequire.lua",
+  },
+  install = {
+    -- the embedding header, kept with the rock (not deployed)
+    conf = { ["../include/uvrequire.h"] = "csrc/uvrequire.h" },
+  },
+}
+
+-- The whole suite, offline, against a fresh build in the checkout.
+test = {
+  type = "command",
+  command = "make spec",
+}
