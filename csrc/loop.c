@@ -233,15 +233,17 @@ static void unlink_job (ur_runtime *rt, ur_job *job) {
 
 
 /*
-** __gc of the runtime (the state is closing): release every job (a
-** running one goes on to its worker, which frees it), then leave the
-** loop.  No worker touches the handle after its job is released.
+** __gc of the runtime (the state is closing): detach every job from the
+** handle (their load records release them, in their own __gc), then
+** leave the loop.  No worker touches the handle after the detach.
 */
 static int rt_gc (lua_State *L) {
   ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
   rt->closed = 1;
-  while (rt->jobs != NULL)
-    ur_runtime_drop(rt, rt->jobs);
+  while (rt->jobs != NULL) {
+    ur_exec_detach(rt->jobs);
+    unlink_job(rt, rt->jobs);
+  }
   leaveloop(rt);
   ur_sched_free(rt);
   return 0;
