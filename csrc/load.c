@@ -30,7 +30,6 @@
 
 /* registry keys: only their addresses matter */
 const char ur_key_loading = 'l';   /* name -> load record */
-const char ur_key_inflight = 'i';  /* job (light ud) -> load record */
 const char ur_key_driving = 'd';   /* thread -> innermost load record */
 
 
@@ -38,13 +37,10 @@ const char ur_key_driving = 'd';   /* thread -> innermost load record */
 ** Records and small helpers
 ** ======================================================= */
 
-/* release the job of load 'ld', if any.  Stack: net zero */
+/* release the job of load 'ld', if any */
 void ur_load_dropjob (lua_State *L, ur_load *ld) {
+  (void)L;
   if (ld->job != NULL) {
-    ur_pushtable(L, &ur_key_inflight);
-    lua_pushnil(L);
-    lua_rawsetp(L, -2, ld->job);  /* INFLIGHT[job] = nil */
-    lua_pop(L, 1);
     ur_runtime_drop(ld->rt, ld->job);
     ld->job = NULL;
   }
@@ -57,27 +53,13 @@ static int load_gc (lua_State *L) {
 }
 
 
-/* register the job of 'ld' (at 'idx') as in flight.  Stack: net zero */
-void ur_load_injob (lua_State *L, int idx, ur_load *ld) {
-  idx = lua_absindex(L, idx);
-  ur_pushtable(L, &ur_key_inflight);
-  lua_pushvalue(L, idx);
-  lua_rawsetp(L, -2, ld->job);  /* INFLIGHT[job] = load */
-  lua_pop(L, 1);
-}
-
-
 /*
-** A job is done (loop turn): queue its driver's token.  Only lookups
-** and 'ur_sched_ready': never allocates, never raises.
+** The driver of 'ld' waits under 'tok' (0: does not wait): the job's
+** completion, when the loop sees it, queues that token.
 */
-void ur_load_deliver (lua_State *L, ur_job *job) {
-  ur_pushtable(L, &ur_key_inflight);
-  if (lua_rawgetp(L, -1, job) == LUA_TUSERDATA) {
-    ur_load *ld = (ur_load *)lua_touserdata(L, -1);
-    if (ld->dtoken != 0) ur_sched_ready(L, ld->dtoken);
-  }
-  lua_pop(L, 2);
+void ur_load_settoken (ur_load *ld, lua_Integer tok) {
+  ld->dtoken = tok;
+  if (ld->job != NULL) ld->job->token = tok;
 }
 
 
@@ -104,7 +86,7 @@ static void setdriver (lua_State *L, int idx, ur_load *ld) {
   lua_rawset(L, -3);  /* DRIVING[L] = load */
   lua_pop(L, 1);
   ld->driver = L;
-  ld->dtoken = 0;
+  ur_load_settoken(ld, 0);
 }
 
 
@@ -371,7 +353,7 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
     lua_setiuservalue(L, idx, UV_DRIVER);  /* pops co */
     lua_pop(L, 1);  /* pop list */
     ld->driver = co;
-    ld->dtoken = tok;
+    ur_load_settoken(ld, tok);
     if (ld->state == UR_LREADY ||
         (ld->job != NULL && ur_exec_isdone(ld->job)))
       ur_sched_ready(L, tok);  /* its next step is due now */
@@ -458,7 +440,7 @@ static int guard_close (lua_State *L) {
   if (ld == NULL) return 0;
   if (ld->driver == L && ld->state < UR_LDONE) {
     ld->driver = NULL;
-    ld->dtoken = 0;
+    ur_load_settoken(ld, 0);
     if (ld->state != UR_LRUN && lua_isnil(L, 2))
       handover(L, 3, ld);  /* coroutine closed while waiting */
     else {
@@ -510,7 +492,6 @@ void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
 */
 void ur_load_init (lua_State *L) {
   ur_regtable(L, &ur_key_loading, NULL);
-  ur_regtable(L, &ur_key_inflight, NULL);
   ur_regtable(L, &ur_key_driving, "k");
   if (luaL_newmetatable(L, LOADREC)) {
     lua_pushcfunction(L, load_gc);

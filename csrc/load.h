@@ -26,7 +26,6 @@
 
 /* registry keys (by address), defined in load.c */
 extern const char ur_key_loading;  /* name -> load record */
-extern const char ur_key_inflight;  /* job (light ud) -> load record */
 extern const char ur_key_driving;  /* thread -> innermost load record */
 
 /* push one of the registry tables above */

@@ -3,8 +3,8 @@
 ** on which imports complete (a host's, luv's or its own) and keeps ONE
 ** wake-up handle (a uv_async_t) on it for the whole state: executor
 ** threads signal it when a job is done, the scheduler when a coroutine
-** is ready.  On the loop, the handle's callback calls 'ur_sched_turn',
-** protected, on a thread of its own.  The handle keeps the loop alive
+** is ready.  On the loop, the handle's callback calls the scheduler's
+** turn ('rt->turn'), protected, on a thread of its own.  The handle keeps the loop alive
 ** only while something is pending (jobs in flight, ready coroutines).
 **
 ** The loop is chosen again whenever nothing is in flight: luv loaded
@@ -12,8 +12,8 @@
 ** handle to the new loop.  Closing the state releases every job (a
 ** running one is left to its worker) and closes the handle.
 **
-** This file is a leaf: it calls nothing of the Lua-thread side but
-** 'ur_sched_turn' and 'ur_sched_free'.
+** This file is a leaf: it calls into the Lua-thread side only through
+** 'rt->turn', which the scheduler sets.
 */
 
 #include <stdlib.h>
@@ -56,9 +56,9 @@ static void freewake (uv_handle_t *h) {
 */
 static void onwake (uv_async_t *h) {
   ur_runtime *rt = ((ur_wakeh *)h)->rt;
-  if (rt == NULL) return;
+  if (rt == NULL || rt->turn == NULL) return;
   rt->inturn++;
-  lua_pushcfunction(rt->cb, ur_sched_turn);
+  lua_pushcfunction(rt->cb, rt->turn);
   if (lua_pcall(rt->cb, 0, 0, 0) != LUA_OK) {
     lua_pop(rt->cb, 1);  /* pop the error */
     uv_async_send(h);  /* try again at the next iteration */
@@ -245,7 +245,9 @@ static int rt_gc (lua_State *L) {
     unlink_job(rt, rt->jobs);
   }
   leaveloop(rt);
-  ur_sched_free(rt);
+  free(rt->ring);  /* the scheduler's ready queue */
+  rt->ring = NULL;
+  rt->rhead = rt->rlen = rt->rcap = 0;
   return 0;
 }
 

@@ -227,7 +227,7 @@ static int waitdriver (lua_State *L) {
   ur_load *ld = frameload(L);
   lua_Integer tok = ur_sched_token(L);
   ur_sched_wait(L, tok, LOADIDX);
-  ld->dtoken = tok;
+  ur_load_settoken(ld, tok);
   if (ld->state == UR_LREADY || (ld->job && ur_exec_isdone(ld->job)))
     ur_sched_ready(L, tok);  /* due already: at the next turn */
   return yieldwait(L, tok);
@@ -293,8 +293,7 @@ static int findloader (lua_State *L) {
       lua_Integer tok = ur_sched_token(L);
       ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
       if (ur_runtime_submit(L, ld->rt, ld->job) == 0) {
-        ur_load_injob(L, LOADIDX, ld);
-        ld->dtoken = tok;
+        ur_load_settoken(ld, tok);
         return yieldwait(L, tok);
       }
       ur_sched_consume(L, tok);  /* no executor: run it here */

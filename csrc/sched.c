@@ -1,7 +1,7 @@
 /*
 ** sched.c: the one scheduler of the Lua thread, and the one error
 ** sink.  Exactly one place resumes a coroutine that waits: the loop's
-** turn ('ur_sched_turn'), in FIFO order, never nested inside another
+** turn ('turn', called by loop.c), in FIFO order, never nested inside another
 ** resume; and only a coroutine that still waits under the same token.
 **
 ** A coroutine that waits (on an import, or on a task) gets a token,
@@ -73,8 +73,15 @@ static void pushtable (lua_State *L, const char *key) {
 }
 
 
-/* create the scheduler's registry tables (idempotent).  Stack: zero */
+static int turn (lua_State *L);
+
+
+/*
+** Create the scheduler's registry tables (idempotent) and give the
+** runtime its turn function.  Stack: net zero.
+*/
 void ur_sched_open (lua_State *L) {
+  ur_runtime_get(L)->turn = turn;
   ur_regtable(L, &TOKENS, NULL);
   ur_regtable(L, &WAITING, "k");
   ur_regtable(L, &WAITON, "k");
@@ -84,12 +91,6 @@ void ur_sched_open (lua_State *L) {
 }
 
 
-/* the runtime is gone (state closing): free the ring */
-void ur_sched_free (ur_runtime *rt) {
-  free(rt->ring);
-  rt->ring = NULL;
-  rt->rhead = rt->rlen = rt->rcap = 0;
-}
 
 /* }====================================================== */
 
@@ -368,14 +369,14 @@ void ur_sched_resume (lua_State *L, lua_State *co) {
 ** ready when the turn began, oldest first, within TURN_BUDGET; the rest
 ** (and those made ready meanwhile) wait for the next turn.
 */
-int ur_sched_turn (lua_State *L) {
+static int turn (lua_State *L) {
   ur_runtime *rt = ur_runtime_get(L);
   uint64_t start = uv_hrtime();
   size_t n;
   ur_job *job;
   while ((job = ur_runtime_nextdone(rt)) != NULL) {
-    ur_load_deliver(L, job);  /* never raises: it only queues */
     job->delivered = 1;
+    if (job->token != 0) ur_sched_ready(L, job->token);  /* no raise */
   }
   for (n = rt->rlen; n > 0 && rt->rlen > 0; n--) {
     lua_Integer tok = rt->ring[rt->rhead];

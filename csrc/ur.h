@@ -103,6 +103,7 @@ struct ur_job {
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
   int delivered;              /* its completion reached the scheduler */
+  lua_Integer token;          /* token of the thread waiting for it */
 };
 
 /* search.c: run a job to completion (executor thread) */
@@ -179,6 +180,7 @@ typedef struct ur_runtime {
   lua_Integer *ring;    /* ready queue of tokens (FIFO) */
   size_t rhead, rlen, rcap;
   size_t ntokens;       /* live tokens: each may be queued twice */
+  lua_CFunction turn;   /* the scheduler's turn, called on the loop */
 } ur_runtime;
 
 /* loop.c */
@@ -190,10 +192,6 @@ void ur_runtime_signal (ur_runtime *rt);
 void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
 
-/* sched.c: called by loop.c on the loop, protected, on 'rt->cb' */
-int ur_sched_turn (lua_State *L);
-/* sched.c: called by loop.c when the state closes */
-void ur_sched_free (ur_runtime *rt);
 
 /* }====================================================== */
 
@@ -260,7 +258,6 @@ int ur_load_cycle (lua_State *L, int idx);
 int ur_load_serve (lua_State *L, int x);
 int ur_load_served (lua_State *L, int idx);
 void ur_load_addwaiter (lua_State *L, int idx, lua_Integer tok);
-void ur_load_injob (lua_State *L, int idx, ur_load *ld);
 void ur_load_dropjob (lua_State *L, ur_load *ld);
 void ur_load_addmsg (lua_State *L, int idx);
 void ur_load_pushmsgs (lua_State *L, int idx);
@@ -272,7 +269,7 @@ void ur_load_succeed (lua_State *L, int idx);
 void ur_load_fail (lua_State *L, int idx);
 void ur_load_restorechain (lua_State *L, int g, int idx);
 int ur_load_outcome (lua_State *L, int idx);
-void ur_load_deliver (lua_State *L, ur_job *job);
+void ur_load_settoken (ur_load *ld, lua_Integer tok);
 
 /* require.c / loop.c / sched.c / loaded.c: entry points of luaopen */
 int ur_l_run (lua_State *L);
