@@ -250,13 +250,27 @@ describe("guarded package.loaded", function()
 
     it("ends a cycle across two coroutines in an error, never a hang",
        function()
-      local ta = U.spawn(U.require, "cyc_a")
-      local tb = U.spawn(U.require, "cyc_b")
-      local oka, erra = ta:wait()
-      local okb, errb = tb:wait()
-      assert.is_true(not oka or not okb)
-      local msgs = tostring(erra) .. tostring(errb)
-      assert.matches("circular require: cyc_%a %-> cyc_%a %-> cyc_%a", msgs)
+      -- fcyc_b's file is a FIFO: its job in tb waits until fcyc_a's
+      -- body, in ta, waits on fcyc_b; then fcyc_b's body, in tb, asks
+      -- for fcyc_a and finds the cycle
+      modules {
+        fcyc_a = "RUNS.fcyc_a = true\nreturn { b = require('fcyc_b') }",
+      }
+      local fifo = dir .. "/fcyc_b.lua"
+      assert(os.execute("mkfifo '" .. fifo .. "'"))
+      names[#names + 1] = "fcyc_b"
+      local ta = U.spawn(U.require, "fcyc_a")
+      local tb = U.spawn(U.require, "fcyc_b")
+      while not RUNS.fcyc_a do U.run("once") end
+      local f = assert(io.open(fifo, "w"))
+      f:write("return { a = require('fcyc_a') }")
+      f:close()
+      local err = fifo .. ":1: circular require: fcyc_a -> fcyc_b -> fcyc_a"
+      -- tb raised it; ta, waiting on fcyc_b, gets the same error
+      assert.same({ false, err }, { tb:wait() })
+      assert.same({ false, err }, { ta:wait() })
+      assert.is_nil(U.status("fcyc_a"))
+      assert.is_nil(U.status("fcyc_b"))
     end)
 
     it("serves rule 11 across two coroutines", function()
