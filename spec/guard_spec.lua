@@ -324,8 +324,10 @@ describe("guarded package.loaded", function()
       assert.equals(where, twhere)
       assert.equals(1, RUNS.shared)
       -- the body ran on the main thread, which took the load over
-      local _, ismain = coroutine.running()
+      local main, ismain = coroutine.running()
       assert.is_true(ismain)
+      assert.equals(main, m.who)
+      assert.not_equals(t.co, m.who)
     end)
 
     it("raises when the body is suspended in a coroutine", function()
