@@ -93,22 +93,20 @@ describe("guarded package.loaded", function()
 
     it("fails for the waiters when the driver is closed mid-body",
        function()
+      -- the body waits on something of its own that only the spec could
+      -- give (no timer: nothing can finish the body before the close)
       modules { midway = [[
         RUNS.midway = (RUNS.midway or 0) + 1
-        local co = coroutine.running()
-        local t = require("luv").new_timer()
-        t:start(1, 0, function()
-          t:close()
-          coroutine.resume(co)  -- (closed by then: resume fails quietly)
-        end)
-        coroutine.yield()
+        coroutine.yield("waiting for the spec")
         return "never"
       ]] }
       local driver = coroutine.create(U.require)
       coroutine.resume(driver, "midway")
       while RUNS.midway == nil do U.run("once") end  -- body has started
+      assert.equals("suspended", coroutine.status(driver))
       local waiter = U.spawn(U.require, "midway")
       assert(coroutine.close(driver))
+      assert.equals(1, RUNS.midway)
       local ok, err = waiter:wait()
       assert.is_false(ok)
       assert.equals("module 'midway' was loading in a coroutine that was " ..
