@@ -136,10 +136,11 @@ collectgarbage()
 print("collected")
 ]]
     local default = run(PRELUDE .. "\n" .. body)
+    -- (one line, where the default run has an empty one)
     local hooked = run(PRELUDE .. [[
-U.on_error(function(msg, task)
-  io.stderr:write("uvrequire: error in task: ", msg, "\n")
-end)]] .. body)
+U.on_error(function(msg) io.stderr:write(]] .. ("%q"):format(REPORT) ..
+      [[, msg, "\n") end)
+]] .. body)
     assert.equals(default, hooked)
     local rest, n = reports(hooked)
     assert.equals(2, n)
