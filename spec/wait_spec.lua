@@ -58,6 +58,7 @@ describe("install options", function()
 
   it("accepts no options, {}, wait = 'tasks' and wait = 'any'", function()
     local s = H.scratch()
+    finally(s.restore)
     local r = K.run(s.dir, [[
       local U = require "uvrequire"
       print(U.install() == U, require == U.require)
@@ -69,7 +70,6 @@ describe("install options", function()
     assert.equals(("true\ttrue\n"):rep(5), r.out)
     assert.equals("", r.err)
     assert.same({ true, "exit", 0 }, { r.ok, r.how, r.code })
-    s.restore()
   end)
 end)
 
