@@ -80,6 +80,7 @@ describe("API errors", function()
   it("sync keeps a coroutine's requires synchronous, then restores",
      function()
     local s = H.scratch()
+    finally(s.restore)
     H.write(s.dir .. "/insync.lua", "return 'in sync'")
     H.write(s.dir .. "/aftersync.lua", "return 'after sync'")
     local log = {}
@@ -101,6 +102,5 @@ describe("API errors", function()
     assert.same({ true, "in sync", true, "after sync" }, log)
     package.loaded.insync = nil
     package.loaded.aftersync = nil
-    s.restore()
   end)
 end)
