@@ -22,6 +22,20 @@ describe("a synchronous require of a module loading in a task", function()
     end
   end
 
+  -- a module whose file is a FIFO: its import stays on the executor
+  -- until `feed(src)` (call it only once the executor is reading: here,
+  -- once a body has asked for it)
+  local function fifo_module(name)
+    local path = dir .. "/" .. name .. ".lua"
+    assert(os.execute("mkfifo '" .. path .. "'"))
+    names[#names + 1] = name
+    return function(src)
+      local f = assert(io.open(path, "w"))
+      f:write(src)
+      f:close()
+    end
+  end
+
   -- run the loop one turn at a time until `cond()` holds
   local function until_(cond)
     while not cond() do U.run("once") end
@@ -47,20 +61,20 @@ describe("a synchronous require of a module loading in a task", function()
 
   it("completes a body that waits on a nested import (on the executor)",
      function()
-    modules {
-      ha = [[
-        RUNS.ha = (RUNS.ha or 0) + 1
-        local b = require "hb"
-        RUNS.ha_end = true
-        return { b = b }
-      ]],
-      hb = "RUNS.hb = (RUNS.hb or 0) + 1; return { 'b' }",
-    }
+    modules { ha = [[
+      RUNS.ha = (RUNS.ha or 0) + 1
+      local b = require "hb"
+      RUNS.ha_end = true
+      return { b = b }
+    ]] }
+    local feed = fifo_module("hb")
     local t = U.spawn(U.require, "ha")
     until_(function() return RUNS.ha end)  -- the body waits on hb
+    local waiter = U.spawn(U.require, "ha")
+    -- hb's import can finish now, but no loop turn delivers it
+    feed("RUNS.hb = (RUNS.hb or 0) + 1; return { 'b' }")
     assert.is_nil(RUNS.ha_end)
     assert.is_false(t:done())
-    local waiter = U.spawn(U.require, "ha")
     local m, where = U.require("ha")       -- main thread: synchronous
     assert.equals(1, RUNS.ha)
     assert.equals(1, RUNS.hb)
@@ -81,7 +95,7 @@ describe("a synchronous require of a module loading in a task", function()
   end)
 
   it("completes a preloaded body suspended right after spawn", function()
-    modules { hpb = "RUNS.hpb = (RUNS.hpb or 0) + 1; return 'hpb'" }
+    local feed = fifo_module("hpb")
     names[#names + 1] = "hp"
     package.preload.hp = function(name, data)
       RUNS.hp = (RUNS.hp or 0) + 1
@@ -90,6 +104,7 @@ describe("a synchronous require of a module loading in a task", function()
     end
     local t = U.spawn(U.require, "hp")
     until_(function() return RUNS.hp end)
+    feed("RUNS.hpb = (RUNS.hpb or 0) + 1; return 'hpb'")
     assert.is_false(t:done())
     local m, where = U.require("hp")
     assert.same({ name = "hp", data = ":preload:", b = "hpb" }, m)
@@ -110,10 +125,11 @@ describe("a synchronous require of a module loading in a task", function()
            "local b = require 'cb'\nreturn { b = b }",
       cb = "RUNS.cb = (RUNS.cb or 0) + 1\n" ..
            "local c = require 'cc'\nreturn { c = c }",
-      cc = "RUNS.cc = (RUNS.cc or 0) + 1\nreturn { 'c' }",
     }
+    local feed = fifo_module("cc")
     local t = U.spawn(U.require, "ca")
     until_(function() return RUNS.cb end)  -- ca and cb both wait, on cc
+    feed("RUNS.cc = (RUNS.cc or 0) + 1\nreturn { 'c' }")
     assert.is_nil(RUNS.cc)
     local m, where = U.require("ca")
     assert.equals(dir .. "/ca.lua", where)
