@@ -258,6 +258,35 @@ describe("install(): require in a task waits by yielding", function()
     assert.same({ true, "exit", 0 }, { r.ok, r.how, r.code })
   end)
 
+  it("a module body running in the task is part of it", function()
+    -- inner's file is a FIFO: the program writes it only once it has
+    -- seen outer's body waiting on it (a require that did not yield
+    -- would never let the program get there)
+    H.write(dir .. "/outer.lua", [[
+      STARTED = true
+      local i = require "inner"
+      print("outer got", i, coroutine.isyieldable())
+      return "outer:" .. i
+    ]])
+    assert(os.execute("mkfifo '" .. dir .. "/inner.lua'"))
+    local r = K.run(dir, [[
+      local U = require "uvrequire"
+      local t = U.spawn(function() return require "outer" end)
+      while not STARTED do U.run("once") end
+      print("waiting", t:done(), U.status("outer"), U.status("inner"))
+      local f = assert(io.open("inner.lua", "w"))
+      f:write("return 'inner'")
+      f:close()
+      U.run()
+      print(t:result())
+    ]], { K.install() })
+    assert.equals(("waiting\tfalse\tloading\tloading\n" ..
+                   "outer got\tinner\ttrue\n" ..
+                   "true\touter:inner\t%s/outer.lua\n"):format(dir), r.out)
+    assert.equals("", r.err)
+    assert.same({ true, "exit", 0 }, { r.ok, r.how, r.code })
+  end)
+
   it("lets another task run meanwhile (uvrequire.require)", function()
     H.write(dir .. "/slowt.lua", "LOG[#LOG + 1] = 'body'; return 'slowt'")
     _G.LOG = {}
