@@ -93,21 +93,19 @@ describe("guarded package.loaded", function()
 
     it("fails for the waiters when the driver is closed mid-body",
        function()
+      -- the body waits on something of its own that only the spec could
+      -- give (no timer: nothing can finish the body before the close)
       modules { midway = [[
         RUNS.midway = (RUNS.midway or 0) + 1
-        local co = coroutine.running()
-        local t = require("luv").new_timer()
-        t:start(1, 0, function()
-          t:close()
-          coroutine.resume(co)  -- (closed by then: resume fails quietly)
-        end)
-        coroutine.yield()
+        coroutine.yield("waiting for the spec")
         return "never"
       ]] }
       local driver = U.spawn(U.require, "midway")
       while RUNS.midway == nil do U.run("once") end  -- body has started
+      assert.equals("suspended", coroutine.status(driver.co))
       local waiter = U.spawn(U.require, "midway")
       assert(coroutine.close(driver.co))
+      assert.equals(1, RUNS.midway)
       local ok, err = waiter:wait()
       assert.is_false(ok)
       assert.equals("module 'midway' was loading in a coroutine that was " ..
@@ -248,13 +246,27 @@ describe("guarded package.loaded", function()
 
     it("ends a cycle across two coroutines in an error, never a hang",
        function()
-      local ta = U.spawn(U.require, "cyc_a")
-      local tb = U.spawn(U.require, "cyc_b")
-      local oka, erra = ta:wait()
-      local okb, errb = tb:wait()
-      assert.is_true(not oka or not okb)
-      local msgs = tostring(erra) .. tostring(errb)
-      assert.matches("circular require: cyc_%a %-> cyc_%a %-> cyc_%a", msgs)
+      -- fcyc_b's file is a FIFO: its job in tb waits until fcyc_a's
+      -- body, in ta, waits on fcyc_b; then fcyc_b's body, in tb, asks
+      -- for fcyc_a and finds the cycle
+      modules {
+        fcyc_a = "RUNS.fcyc_a = true\nreturn { b = require('fcyc_b') }",
+      }
+      local fifo = dir .. "/fcyc_b.lua"
+      assert(os.execute("mkfifo '" .. fifo .. "'"))
+      names[#names + 1] = "fcyc_b"
+      local ta = U.spawn(U.require, "fcyc_a")
+      local tb = U.spawn(U.require, "fcyc_b")
+      while not RUNS.fcyc_a do U.run("once") end
+      local f = assert(io.open(fifo, "w"))
+      f:write("return { a = require('fcyc_a') }")
+      f:close()
+      local err = fifo .. ":1: circular require: fcyc_a -> fcyc_b -> fcyc_a"
+      -- tb raised it; ta, waiting on fcyc_b, gets the same error
+      assert.same({ false, err }, { tb:wait() })
+      assert.same({ false, err }, { ta:wait() })
+      assert.is_nil(U.status("fcyc_a"))
+      assert.is_nil(U.status("fcyc_b"))
     end)
 
     it("serves rule 11 across two coroutines", function()
@@ -308,8 +320,10 @@ describe("guarded package.loaded", function()
       assert.equals(where, twhere)
       assert.equals(1, RUNS.shared)
       -- the body ran on the main thread, which took the load over
-      local _, ismain = coroutine.running()
+      local main, ismain = coroutine.running()
       assert.is_true(ismain)
+      assert.equals(main, m.who)
+      assert.not_equals(t.co, m.who)
     end)
 
     it("raises when the body is suspended in a coroutine", function()

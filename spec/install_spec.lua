@@ -79,14 +79,28 @@ describe("API errors", function()
 
   it("sync keeps a coroutine's requires synchronous, then restores",
      function()
-    local ok, inner, after = H.task(function()
-      local r = uv.sync(function()
-        return coroutine.isyieldable()
+    local s = H.scratch()
+    finally(s.restore)
+    H.write(s.dir .. "/insync.lua", "return 'in sync'")
+    H.write(s.dir .. "/aftersync.lua", "return 'after sync'")
+    local log = {}
+    local t = uv.spawn(function()
+      local m = uv.sync(function()
+        log[#log + 1] = coroutine.isyieldable()  -- for its own yields
+        return uv.require("insync")
       end)
-      return r, coroutine.isyieldable()
+      log[#log + 1] = m
+      log[#log + 1] = coroutine.isyieldable()
+      m = uv.require("aftersync")             -- waits again
+      log[#log + 1] = m
+      return "done"
     end)
-    assert.is_true(ok)
-    assert.is_true(inner)  -- still yieldable for its own yields
-    assert.is_true(after)
+    -- spawn returned: the require under sync did not yield, the next did
+    assert.same({ true, "in sync", true }, log)
+    assert.is_false(t:done())
+    assert.same({ true, "done" }, { t:wait() })
+    assert.same({ true, "in sync", true, "after sync" }, log)
+    package.loaded.insync = nil
+    package.loaded.aftersync = nil
   end)
 end)

@@ -1,0 +1,91 @@
+-- The loop in use: luv loaded after uvrequire has used its own loop.
+-- The next import moves to luv's loop while no import is in flight, so
+-- that luv's plain uv.run() completes it.  Each scenario runs in a child
+-- lua5.4, where uvrequire is loaded before luv.
+local H = require "helper"
+local K = require "child_helper"
+
+describe("luv loaded late", function()
+  local scratch, dir
+
+  before_each(function()
+    scratch = H.scratch()
+    for _, name in ipairs { "first", "second", "third" } do
+      H.write(("%s/%s.lua"):format(scratch.dir, name),
+              ("return '%s'"):format(name))
+    end
+    dir = scratch.dir
+  end)
+
+  after_each(function() scratch.restore() end)
+
+  -- the program's stdout then stderr (which must be empty), once it
+  -- has exited with status 0
+  local function run(src)
+    local r = K.run(dir, src)
+    return r.out .. r.err .. (r.code == 0 and "" or "exit " .. r.code)
+  end
+
+  it("moves the next import to luv's loop; uv.run() completes it",
+     function()
+    assert.equals(
+      "1\town\tfalse\n2\ttrue\town\n3\town\n4\tluv\t1\n" ..
+      "run\tfalse\n5\ttrue\tsecond\n6\tluv\t0\t0\n",
+      run [[
+        local U = require "uvrequire"
+        local t1 = U.spawn(U.require, "first")
+        print("1", U.loopinfo().kind, t1:done())
+        U.run()
+        print("2", t1:done(), U.loopinfo().kind)
+        local uv = require "luv"
+        print("3", U.loopinfo().kind)  -- no import since: not moved yet
+        local t2 = U.spawn(U.require, "second")
+        local info = U.loopinfo()
+        print("4", info.kind, info.jobs)
+        print("run", uv.run())
+        print("5", t2:done(), (select(2, t2:result())))
+        info = U.loopinfo()
+        print("6", info.kind, info.jobs, info.handles)
+      ]])
+  end)
+
+  it("moves only once no import is in flight", function()
+    assert.equals(
+      "1\town\t2\n2\ttrue\ttrue\town\t0\n3\tluv\t1\n" ..
+      "run\tfalse\n4\ttrue\tthird\n5\tluv\t0\t0\n",
+      run [[
+        local U = require "uvrequire"
+        local t1 = U.spawn(U.require, "first")
+        local uv = require "luv"
+        local t2 = U.spawn(U.require, "second")  -- first is in flight
+        local info = U.loopinfo()
+        print("1", info.kind, info.jobs)
+        U.run()
+        info = U.loopinfo()
+        print("2", t1:done(), t2:done(), info.kind, info.jobs)
+        local t3 = U.spawn(U.require, "third")
+        print("3", U.loopinfo().kind, U.loopinfo().jobs)
+        print("run", uv.run())
+        print("4", t3:done(), (select(2, t3:result())))
+        info = U.loopinfo()
+        print("5", info.kind, info.jobs, info.handles)
+      ]])
+  end)
+
+  it("moves a task that waits on a task, too", function()
+    assert.equals("run\tfalse\ntrue\ttrue\ttrue\tsecond\nluv\t0\t0\n",
+      run [[
+        local U = require "uvrequire"
+        U.spawn(U.require, "first")
+        U.run()
+        local uv = require "luv"
+        local inner = U.spawn(U.require, "second")
+        local outer = U.spawn(function() return inner:wait() end)
+        print("run", uv.run())
+        local ok, iok, m = outer:result()
+        print(outer:done(), ok, iok, m)
+        local info = U.loopinfo()
+        print(info.kind, info.jobs, info.handles)
+      ]])
+  end)
+end)
