@@ -332,11 +332,22 @@ static int step (lua_State *L) {
 }
 
 
-/* resumed (by the scheduler, or by anyone): the token is spent */
+/*
+** Resumed: the token is spent.  By the scheduler (or a synchronous
+** require moving this thread along): take the next step.  A task that
+** anyone else resumed yields again, to be resumed by the scheduler at
+** its next turn.  (Other coroutines, in mode "any", are driven by their
+** resumers: they take the next step if they can.)
+*/
 static int k_wait (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  ur_sched_consume(L, (lua_Integer)ctx);
   lua_settop(L, FRAME);  /* drop whatever the resumer passed */
+  if (ur_sched_consume(L, (lua_Integer)ctx) && ur_sched_istask(L)) {
+    lua_Integer tok = ur_sched_token(L);
+    ur_sched_wait(L, tok, LOADIDX);
+    ur_sched_ready(L, tok);  /* 'step' looks at the next turn */
+    return yieldwait(L, tok);
+  }
   return step(L);
 }
 

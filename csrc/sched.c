@@ -110,6 +110,12 @@ static int inset (lua_State *L, const char *key) {
 }
 
 
+/* is the running thread a task's? */
+int ur_sched_istask (lua_State *L) {
+  return inset(L, &TASKS);
+}
+
+
 /*
 ** May the running thread wait by yielding?  Only if it can yield at
 ** all, was not put in 'sync' mode, and is a task (mode "tasks") or any
@@ -181,10 +187,13 @@ void ur_sched_wait (lua_State *L, lua_Integer tok, int idx) {
 
 /*
 ** Token 'tok' is spent (its thread was resumed, or is being resumed):
-** forget it.  Sets only nils: never allocates.  Stack: net zero.
+** forget it.  Returns 1 if it was still live: then whoever resumed the
+** thread was not the scheduler (which spends it first).  Sets only
+** nils: never allocates.  Stack: net zero.
 */
-void ur_sched_consume (lua_State *L, lua_Integer tok) {
+int ur_sched_consume (lua_State *L, lua_Integer tok) {
   ur_runtime *rt = ur_runtime_get(L);
+  int live = 0;
   pushtable(L, &TOKENS);
   if (lua_rawgeti(L, -1, tok) == LUA_TTHREAD) {  /* live */
     lua_pushnil(L);
@@ -203,8 +212,10 @@ void ur_sched_consume (lua_State *L, lua_Integer tok) {
     }
     lua_pop(L, 2);  /* pop WAITING[co], WAITING */
     rt->ntokens--;
+    live = 1;
   }
   lua_pop(L, 2);  /* pop thread (or nil), TOKENS */
+  return live;
 }
 
 

@@ -202,6 +202,8 @@ ur_job *ur_runtime_nextdone (ur_runtime *rt);
 
 /* create registry table 'key' (weak 'mode', if any) unless it exists */
 void ur_regtable (lua_State *L, const char *key, const char *mode);
+/* is the running thread a task's? */
+int ur_sched_istask (lua_State *L);
 /* may the running thread wait by yielding? */
 int ur_sched_cansuspend (lua_State *L);
 /* a new token (no allocation) */
@@ -210,7 +212,7 @@ lua_Integer ur_sched_token (lua_State *L);
    task if 'idx' is 0); may raise (memory, no loop) */
 void ur_sched_wait (lua_State *L, lua_Integer tok, int idx);
 /* a waiting thread was resumed (by anyone): its token is spent */
-void ur_sched_consume (lua_State *L, lua_Integer tok);
+int ur_sched_consume (lua_State *L, lua_Integer tok);
 /* queue 'tok' to be resumed from the loop (never allocates) */
 void ur_sched_ready (lua_State *L, lua_Integer tok);
 /* the thread waiting under 'tok', pushed, or nothing and NULL */
