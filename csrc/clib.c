@@ -98,19 +98,21 @@ void ur_clib_close (void *lib) {
 ** Keep 'lib' opened from 'file' for the life of the state:
 ** _CLIBS[file] = lib and _CLIBS[#_CLIBS + 1] = lib, as 'addtoclib'.
 ** If _CLIBS already holds that file, drop the extra reference.
-** Stack: net zero.
+** Returns 1 (stack: net zero); or, if _CLIBS is no table, closes 'lib'
+** and returns 0 with the error stock's 'checkclib' raises pushed.
 */
-void ur_clib_keep (lua_State *L, const char *file, void *lib) {
+int ur_clib_keep (lua_State *L, const char *file, void *lib) {
   lua_getfield(L, LUA_REGISTRYINDEX, CLIBS);  /* push _CLIBS */
-  if (!lua_istable(L, -1)) {  /* no package library: nobody to keep it */
-    lua_pop(L, 1);
+  if (!lua_istable(L, -1)) {  /* stock's 'checkclib' would index it: */
     dlclose(lib);
-    return;
+    lua_pushfstring(L, "attempt to index a %s value", luaL_typename(L, -1));
+    lua_remove(L, -2);
+    return 0;  /* its error, pushed */
   }
   if (lua_getfield(L, -1, file) != LUA_TNIL) {  /* push _CLIBS[file] */
     lua_pop(L, 2);  /* pop it and _CLIBS */
     dlclose(lib);  /* dlopen counted one more reference */
-    return;
+    return 1;
   }
   lua_pop(L, 1);  /* pop nil */
   lua_pushlightuserdata(L, lib);
@@ -118,4 +120,5 @@ void ur_clib_keep (lua_State *L, const char *file, void *lib) {
   lua_setfield(L, -3, file);  /* _CLIBS[file] = lib; pops a copy */
   lua_rawseti(L, -2, luaL_len(L, -2) + 1);  /* pops lib */
   lua_pop(L, 1);  /* pop _CLIBS */
+  return 1;
 }

@@ -177,9 +177,11 @@ static int buildjob (lua_State *L, int i, ur_load *ld) {
       i++;
       continue;
     }
-    lua_getupvalue(L, -1, 1);  /* push its 'package' */
+    if (lua_getupvalue(L, -1, 1) == NULL)  /* push its 'package' */
+      lua_pushnil(L);
     lua_pushstring(L, kind == UR_STEP_LUA ? "path" : "cpath");
-    if (job->nsteps > 0 && lua_rawget(L, -2) != LUA_TSTRING) {
+    if (job->nsteps > 0 &&
+        (!lua_istable(L, -2) || lua_rawget(L, -2) != LUA_TSTRING)) {
       lua_pop(L, 3);  /* read it only if the search gets there: */
       break;          /* a later job, as 'findfile' would */
     }
@@ -374,8 +376,11 @@ static int afterjob (lua_State *L) {
     if (job->steps[i].lib != NULL) {
       void *lib = job->steps[i].lib;
       job->steps[i].lib = NULL;  /* from here on, _CLIBS owns it */
-      ur_clib_keep(L, job->steps[i].libfile ? job->steps[i].libfile
-                                            : job->file, lib);
+      if (!ur_clib_keep(L, job->steps[i].libfile ? job->steps[i].libfile
+                                                 : job->file, lib)) {
+        ur_load_dropjob(L, ld);  /* closes the libraries not kept */
+        return failraise(L);
+      }
     }
   }
   switch (job->outcome) {

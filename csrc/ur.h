@@ -124,8 +124,9 @@ int ur_clib_load (const char *file, const char *name, void **lib,
 #define UR_ERRFUNC  2
 /* clib.c: close a library handle that nobody kept */
 void ur_clib_close (void *lib);
-/* clib.c: hand a library handle to registry._CLIBS (Lua thread) */
-void ur_clib_keep (lua_State *L, const char *file, void *lib);
+/* clib.c: hand a library handle to registry._CLIBS (Lua thread);
+   0 and an error pushed if _CLIBS is no table */
+int ur_clib_keep (lua_State *L, const char *file, void *lib);
 
 /* }====================================================== */
 

@@ -194,25 +194,36 @@ local modes = { default = true, once = true, nowait = true }
 -- "nowait", as `uv_run`). Then raise, with its traceback, the first
 -- error no one claimed: of a task, or of a coroutine uvrequire resumed.
 -- @return true if the loop still has work
+local kept = {}  -- errors of other coroutines, kept for run()
+
+-- At state close, report what run() was never called again to raise.
+local closer = setmetatable({}, { __gc = function()
+  for _, e in ipairs(kept) do core.report(e) end
+end })
+M[closer] = true  -- anchored for the life of the module
+
 function M.run(mode)
   if mode ~= nil and not modes[mode] then
     badarg(1, "run", ("invalid option '%s'"):format(tostring(mode)))
   end
   local alive, busy = core.run(mode)
   if busy then error(busy, 2) end
-  local kept = core.takeerrors()
+  for _, e in ipairs(core.takeerrors()) do kept[#kept + 1] = e end
+  if kept[1] then error(table.remove(kept, 1), 0) end
+  -- the first failed task nobody claimed; the others stay for later
+  local first, n = nil, 0
   for i = 1, nfailed do
     local task = failed[i]
     failed[i] = nil
     if task and not task.claimed then
-      task.claimed = true
-      kept[#kept + 1] = task.traceback
+      if first == nil then first = task
+      else n = n + 1; failed[n] = task end
     end
   end
-  nfailed = 0
-  if kept[1] then
-    for i = 2, #kept do core.report(kept[i]) end
-    error(kept[1], 0)
+  nfailed = n
+  if first then
+    first.claimed = true
+    error(first.traceback, 0)
   end
   return alive
 end
