@@ -9,17 +9,19 @@
 **
 ** In order:
 **   1. uv_loop_init on a loop of its own (not uv_default_loop), a new
-**      Lua state with the standard libraries, and uvrequire_set_loop
-**      before anything uses uvrequire;
+**      Lua state with the standard libraries, uvrequire_set_loop
+**      before anything uses uvrequire, and uvrequire_on_error;
 **   2. ROOT/examples/host_script.lua runs: it spawns import tasks (it
 **      never runs the loop) and returns hooks { poll, finish };
 **   3. a 1 ms timer of the host's own ticks while uv_run drives the
 **      imports: each tick is counted, calls poll() (done? imports in
 **      flight?), and, once the tasks are done, closes the timer, so
-**      that the loop runs dry and uv_run returns;
+**      that the loop runs dry and uv_run returns; with imports in
+**      flight, uvrequire_set_loop must answer UV_EBUSY;
 **   4. finish() gives the script's verdict and report;
-**   5. lua_close, one more uv_run (closing handles finish), and
-**      uv_loop_close, which must return 0.
+**   5. lua_close (the script's one unclaimed task error reaches the
+**      host's handler by then), one more uv_run (closing handles
+**      finish), and uv_loop_close, which must return 0.
 ** Exit status 0 only if every step held: the tasks succeeded, the timer
 ** ticked while imports were in flight, and the loop closed cleanly.
 **
@@ -56,7 +58,12 @@ typedef struct host {
   unsigned long ticks;       /* timer callbacks */
   unsigned long busy;        /* ... that saw imports in flight */
   long maxinflight;          /* most imports in flight at one tick */
+  int busyset;               /* uvrequire_set_loop said UV_EBUSY */
 } host;
+
+/* errors uvrequire reported to the host (uvrequire_on_error) */
+static int reported;
+static char lastreport[256];
 
 
 /* {======================================================
@@ -127,6 +134,23 @@ static int pcallp (lua_State *L, lua_CFunction f, void *p, int nres,
 
 
 /*
+** uvrequire_on_error's handler: (msg, task).  Count and keep the first
+** line of each error nobody claimed.  May be called from lua_close.
+*/
+static int onerror (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  size_t n = 0;
+  reported++;
+  if (msg != NULL)
+    while (msg[n] != '\0' && msg[n] != '\n' && n < sizeof(lastreport) - 1)
+      n++;
+  memcpy(lastreport, msg != NULL ? msg : "", n);
+  lastreport[n] = '\0';
+  return 0;
+}
+
+
+/*
 ** Protected.  Arg 1: the loop (light userdata).  Open the standard
 ** libraries and hand the loop to uvrequire, before its first use.
 */
@@ -134,6 +158,7 @@ static int l_init (lua_State *L) {
   uv_loop_t *loop = (uv_loop_t *)lua_touserdata(L, 1);
   luaL_openlibs(L);
   uvrequire_set_loop(L, loop);
+  uvrequire_on_error(L, onerror);
   return 0;
 }
 
@@ -234,6 +259,8 @@ static void ontick (uv_timer_t *t) {
     long inflight = (long)lua_tointeger(L, -1);
     lua_pop(L, 2);
     if (inflight > 0) {
+      if (h->busy == 0)  /* a loop switch must wait for the imports */
+        h->busyset = (uvrequire_set_loop(L, &h->loop) == UV_EBUSY);
       h->busy++;
       if (inflight > h->maxinflight) h->maxinflight = inflight;
     }
@@ -387,8 +414,18 @@ int main (int argc, char **argv) {
     }
   }
   closetimer(&h);
+  if (!h.busyset) {
+    fprintf(stderr, "host: uvrequire_set_loop did not say UV_EBUSY\n");
+    ok = 0;
+  }
   lua_close(h.L);
   h.L = NULL;
+  printf("host: errors reported to the host: %d (%s)\n", reported,
+         lastreport);
+  if (reported != 1 || strstr(lastreport, "deliberate") == NULL) {
+    fprintf(stderr, "host: expected one report of the deliberate error\n");
+    ok = 0;
+  }
   if (closeloop(&h.loop) != 0)
     ok = 0;
   printf("host: %s\n", ok ? "PASS" : "FAIL");

@@ -100,6 +100,14 @@ task("missing", function()
   return "not found, as it should"
 end)
 
+-- a task whose error nobody claims: the host's uvrequire_on_error
+-- handler gets it when its handle is collected (at the latest, at
+-- lua_close)
+uvrequire.spawn(function()
+  require "hs_a"
+  error("deliberate unclaimed error")
+end)
+
 --- Hooks for the host ---------------------------------------------
 
 local H = {}
