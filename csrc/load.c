@@ -380,9 +380,12 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
 ** to-be-closed.  The thread's innermost load ('prev') now waits on this
 ** one.  (A driver then calls 'ur_load_drive'.)
 */
-void ur_load_guard (lua_State *L, int idx) {
+ur_guard *ur_load_guard (lua_State *L, int idx) {
+  ur_guard *g;
   idx = lua_absindex(L, idx);
-  lua_newuserdatauv(L, 1, 2);
+  g = (ur_guard *)lua_newuserdatauv(L, sizeof(ur_guard), 2);
+  g->ms = -1;  /* no timeout */
+  g->timer = 0;
   luaL_setmetatable(L, GUARD);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);  /* guard -> load */
@@ -395,6 +398,7 @@ void ur_load_guard (lua_State *L, int idx) {
   lua_setiuservalue(L, -3, 2);  /* guard -> prev */
   lua_pop(L, 1);  /* pop DRIVING */
   lua_toclose(L, -1);
+  return g;
 }
 
 
@@ -434,6 +438,7 @@ void ur_load_restorechain (lua_State *L, int g, int idx) {
 */
 static int guard_close (lua_State *L) {
   ur_load *ld;
+  ur_sched_untimeout(L, ((ur_guard *)lua_touserdata(L, 1))->timer);
   lua_settop(L, 2);
   lua_getiuservalue(L, 1, 1);  /* 3: load */
   ld = (ur_load *)lua_touserdata(L, 3);
@@ -464,8 +469,22 @@ static int guard_close (lua_State *L) {
 
 
 /* {======================================================
-** Taking over
+** Taking over, and giving up
 ** ======================================================= */
+
+/*
+** The running thread stops waiting for the load at 'idx' (its wait was
+** cancelled).  If it drove the load, the load goes on for a waiter, or
+** is dropped if none is left.  Stack: net zero.
+*/
+void ur_load_abandon (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
+  if (ld->driver != L || ld->state >= UR_LRUN) return;
+  idx = lua_absindex(L, idx);
+  ld->driver = NULL;
+  ur_load_settoken(ld, 0);
+  handover(L, idx, ld);
+}
 
 /*
 ** A thread that cannot yield asks for the load at 'idx', driven by a

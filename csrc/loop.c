@@ -37,6 +37,14 @@ typedef struct luvctx {
   int mode;             /* loop run mode, -1 when not running */
 } luvctx;
 
+/* a timer; 'h' first so that a handle is a 'ur_timer' */
+struct ur_timer {
+  uv_timer_t h;
+  ur_runtime *rt;       /* NULL once the runtime let go of it */
+  lua_Integer id;       /* what 'rt->ontimer' is told */
+  ur_timer *next, *prev;
+};
+
 static const char RUNTIME = 'r';  /* registry key (by address) */
 
 
@@ -96,6 +104,84 @@ void ur_runtime_signal (ur_runtime *rt) {
   if (rt->wake == NULL) return;
   uv_ref((uv_handle_t *)&rt->wake->h);
   uv_async_send(&rt->wake->h);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Timers
+** ======================================================= */
+
+static void freetimer (uv_handle_t *h) {
+  free(h);
+}
+
+
+/* unlink, close and (in the close callback) free timer 't' */
+static void droptimer (ur_runtime *rt, ur_timer *t) {
+  if (t->prev) t->prev->next = t->next;
+  else rt->timers = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->next = t->prev = NULL;
+  t->rt = NULL;
+  if (!uv_is_closing((uv_handle_t *)&t->h))
+    uv_close((uv_handle_t *)&t->h, freetimer);
+}
+
+
+/* a timer fired (loop thread): tell the scheduler, protected */
+static void ontimer (uv_timer_t *h) {
+  ur_timer *t = (ur_timer *)h;
+  ur_runtime *rt = t->rt;
+  lua_Integer id = t->id;
+  if (rt == NULL) return;
+  droptimer(rt, t);  /* one shot: it is spent */
+  if (rt->ontimer == NULL) return;
+  rt->inturn++;
+  lua_pushcfunction(rt->cb, rt->ontimer);
+  lua_pushinteger(rt->cb, id);
+  if (lua_pcall(rt->cb, 1, 0, 0) != LUA_OK)
+    lua_pop(rt->cb, 1);  /* (memory) the wait goes on, untimed */
+  lua_settop(rt->cb, 0);
+  rt->inturn--;
+  ur_runtime_refresh(rt);
+}
+
+
+/*
+** Start a one-shot timer of 'ms' on the loop in use, which calls
+** 'rt->ontimer(id)' on the loop.  Raises on failure.
+*/
+void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
+                       lua_Integer id) {
+  uv_loop_t *loop = ur_runtime_loop(L, rt);
+  ur_timer *t = (ur_timer *)malloc(sizeof(*t));
+  int err;
+  if (t == NULL) luaL_error(L, "not enough memory");
+  if ((err = uv_timer_init(loop, &t->h)) != 0) {
+    free(t);
+    luaL_error(L, "uvrequire: cannot start a timer: %s", uv_strerror(err));
+  }
+  t->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
+  t->rt = rt;
+  t->id = id;
+  t->prev = NULL;
+  t->next = rt->timers;
+  if (rt->timers) rt->timers->prev = t;
+  rt->timers = t;
+  uv_timer_start(&t->h, ontimer, ms, 0);
+}
+
+
+/* stop timer 'id' if it is still running (a fired one is gone) */
+void ur_runtime_untimer (ur_runtime *rt, lua_Integer id) {
+  ur_timer *t;
+  for (t = rt->timers; t != NULL; t = t->next)
+    if (t->id == id) {
+      droptimer(rt, t);
+      return;
+    }
 }
 
 /* }====================================================== */
@@ -168,7 +254,8 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   int err;
   if (rt->closed)
     luaL_error(L, "uvrequire: the state is closing");
-  if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn))
+  if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn ||
+                           rt->timers != NULL))
     return rt->loop;  /* busy: stay */
   loop = wanted(L, &kind);
   if (loop == NULL && rt->loop == &rt->own)
@@ -244,6 +331,8 @@ static int rt_gc (lua_State *L) {
     ur_exec_detach(rt->jobs);
     unlink_job(rt, rt->jobs);
   }
+  while (rt->timers != NULL)
+    droptimer(rt, rt->timers);
   leaveloop(rt);
   free(rt->ring);  /* the scheduler's ready queue */
   rt->ring = NULL;

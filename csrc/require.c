@@ -217,8 +217,21 @@ static int failraise (lua_State *L) {
 }
 
 
-/* wait by yielding under 'tok'; 'k_wait' looks again when resumed */
+/*
+** Wait by yielding under 'tok'; 'k_wait' looks again when resumed.  The
+** frame's timeout, if any, starts with its first wait.
+*/
 static int yieldwait (lua_State *L, lua_Integer tok) {
+  ur_guard *g = (ur_guard *)lua_touserdata(L, FRAME);
+  if (g->ms >= 0 && g->timer == 0) {
+    if (g->ms == (double)(lua_Integer)g->ms)
+      lua_pushfstring(L, "import of '%s' timed out after %I ms",
+                      lua_tostring(L, 1), (LUAI_UACINT)g->ms);
+    else
+      lua_pushfstring(L, "import of '%s' timed out after %f ms",
+                      lua_tostring(L, 1), (LUAI_UACNUMBER)g->ms);
+    g->timer = ur_sched_timeout(L, g->ms);  /* pops the message */
+  }
   ur_sched_pushpending(L);
   return lua_yieldk(L, 1, (lua_KContext)tok, k_wait);
 }
@@ -335,16 +348,24 @@ static int step (lua_State *L) {
 
 
 /*
-** Resumed: the token is spent.  By the scheduler (or a synchronous
-** require moving this thread along): take the next step.  A task that
+** Resumed: the token is spent.  A wait cancelled (task:cancel, or a
+** timeout) raises its error; the load goes on for others.  Resumed by
+** the scheduler (or a synchronous require moving this thread along):
+** take the next step.  A task that
 ** anyone else resumed yields again, to be resumed by the scheduler at
 ** its next turn.  (Other coroutines, in mode "any", are driven by their
 ** resumers: they take the next step if they can.)
 */
 static int k_wait (lua_State *L, int status, lua_KContext ctx) {
+  int foreign;
   (void)status;
   lua_settop(L, FRAME);  /* drop whatever the resumer passed */
-  if (ur_sched_consume(L, (lua_Integer)ctx) && ur_sched_istask(L)) {
+  foreign = ur_sched_consume(L, (lua_Integer)ctx);
+  if (ur_sched_takecancel(L)) {  /* cancelled, or timed out */
+    ur_load_abandon(L, LOADIDX);
+    return lua_error(L);
+  }
+  if (foreign && ur_sched_istask(L)) {
     lua_Integer tok = ur_sched_token(L);
     ur_sched_wait(L, tok, LOADIDX);
     ur_sched_ready(L, tok);  /* 'step' looks at the next turn */
@@ -559,7 +580,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
 ** yet).  A cycle across threads returns the module's stored value if
 ** it has one; else it raises.
 */
-static int await (lua_State *L, ur_load *ld) {
+static int await (lua_State *L, ur_load *ld, double ms) {
   if (ur_load_cycle(L, LOADIDX)) {  /* pushes message, last edge */
     if (ld->driver != L) {  /* rule 11, across threads */
       ur_load_pushvalue(L, LOADIDX);
@@ -567,7 +588,7 @@ static int await (lua_State *L, ur_load *ld) {
       lua_pop(L, 1);
       if (ur_sched_cansuspend(L) && ur_load_serve(L, -1)) {
         lua_settop(L, LOADIDX);  /* the served waiter stops waiting */
-        ur_load_guard(L, LOADIDX);
+        ur_load_guard(L, LOADIDX)->ms = ms;
         return waitwaiter(L);
       }
     }
@@ -580,10 +601,40 @@ static int await (lua_State *L, ur_load *ld) {
   if (ld->driver == L)  /* not found as a cycle: cannot happen */
     return luaL_error(L, "circular require: %s -> %s",
                       lua_tostring(L, 1), lua_tostring(L, 1));
-  ur_load_guard(L, LOADIDX);  /* FRAME */
+  ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
   if (ur_sched_cansuspend(L))
     return waitwaiter(L);
   return syncwait(L, ld);
+}
+
+
+/*
+** The options of 'import_module' (argument 2: nil or a table):
+** 'timeout', in ms (>= 0).  Returns the timeout, or -1 for none.
+*/
+static double options (lua_State *L, const char *fname) {
+  double ms = -1;
+  if (lua_isnoneornil(L, 2)) return ms;
+  if (!lua_istable(L, 2))
+    luaL_error(L, "bad argument #2 to '%s' (table expected, got %s)",
+               fname, luaL_typename(L, 2));
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);  /* keep the key */
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -1), "timeout") != 0)
+      luaL_error(L, "bad argument #2 to '%s' (unknown option '%s')", fname,
+                 luaL_tolstring(L, -1, NULL));
+  }
+  if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) < 0 ||
+        lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      luaL_error(L, "bad argument #2 to '%s' (option 'timeout' must be a "
+                    "non-negative number of ms)", fname);
+    ms = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return ms;
 }
 
 
@@ -594,7 +645,10 @@ static int await (lua_State *L, ur_load *ld) {
 */
 static int dorequire (lua_State *L, const char *fname) {
   const char *name = checkname(L, fname);
+  double ms = -1;  /* timeout: none */
   ur_load *ld;
+  if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
+    ms = options(L, fname);
   lua_settop(L, 1);  /* LOADED table will be at index 2 */
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, 1);
@@ -614,10 +668,10 @@ static int dorequire (lua_State *L, const char *fname) {
       if (lua_toboolean(L, -1)) return 1;
       lua_pop(L, 1);
     }
-    return await(L, ld);
+    return await(L, ld, ms);
   }
   ld = ur_load_new(L, name);  /* LOADIDX */
-  ur_load_guard(L, LOADIDX);  /* FRAME */
+  ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
   ur_load_drive(L, LOADIDX, ld);
   return findloader(L);
 }

@@ -39,6 +39,9 @@ static const char TASKS = 'k';    /* thread -> task handle (ephemeron) */
 static const char NOYIELD = 'n';  /* thread -> true: never yield (weak) */
 static const char ERRORS = 'e';   /* errors kept for 'uvrequire.run' */
 static const char DIED = 'd';     /* Lua layer's hook for dead tasks */
+static const char CANCEL = 'c';   /* thread -> error ending its wait */
+static const char TIMED = 'm';    /* timeout id -> thread (weak values) */
+static const char TIMEMSG = 'g';  /* timeout id -> its error */
 
 /* the value a waiting coroutine yields (uvrequire.PENDING) */
 static const char PENDING = 'p';
@@ -74,6 +77,7 @@ static void pushtable (lua_State *L, const char *key) {
 
 
 static int turn (lua_State *L);
+static int ontimer (lua_State *L);
 
 
 /*
@@ -81,13 +85,18 @@ static int turn (lua_State *L);
 ** runtime its turn function.  Stack: net zero.
 */
 void ur_sched_open (lua_State *L) {
-  ur_runtime_get(L)->turn = turn;
+  ur_runtime *rt = ur_runtime_get(L);
+  rt->turn = turn;
+  rt->ontimer = ontimer;
   ur_regtable(L, &TOKENS, NULL);
   ur_regtable(L, &WAITING, "k");
   ur_regtable(L, &WAITON, "k");
   ur_regtable(L, &TASKS, "k");
   ur_regtable(L, &NOYIELD, "k");
   ur_regtable(L, &ERRORS, NULL);
+  ur_regtable(L, &CANCEL, "k");
+  ur_regtable(L, &TIMED, "v");
+  ur_regtable(L, &TIMEMSG, NULL);
 }
 
 
@@ -409,6 +418,99 @@ static int turn (lua_State *L) {
 
 
 /* {======================================================
+** Cancelling a wait, and timeouts
+** ======================================================= */
+
+/*
+** End the wait of 'co' with the error at the top (popped): at the
+** loop's next turn it is resumed and raises it.  Returns 0 (and pops
+** the error) if 'co' does not wait under a token.
+*/
+int ur_sched_cancel (lua_State *L, lua_State *co) {
+  lua_Integer tok = ur_sched_tokenof(L, co);
+  if (tok == 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  pushtable(L, &CANCEL);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_rotate(L, -3, -1);  /* CANCEL, co, error */
+  lua_rawset(L, -3);  /* CANCEL[co] = error */
+  lua_pop(L, 1);
+  ur_sched_ready(L, tok);
+  return 1;
+}
+
+
+/* was the running thread's wait cancelled?  Then push the error, 1 */
+int ur_sched_takecancel (lua_State *L) {
+  pushtable(L, &CANCEL);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pushthread(L);
+  lua_pushnil(L);
+  lua_rawset(L, -4);  /* CANCEL[L] = nil */
+  lua_remove(L, -2);  /* remove CANCEL */
+  return 1;
+}
+
+
+/*
+** A timeout for the running thread: after 'ms', its wait (if it is
+** waiting) ends with the error at the top (popped).  Returns the id for
+** 'ur_sched_untimeout'.  May raise.
+*/
+lua_Integer ur_sched_timeout (lua_State *L, double ms) {
+  ur_runtime *rt = ur_runtime_get(L);
+  lua_Integer id = ++rt->seq;
+  pushtable(L, &TIMEMSG);
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, id);  /* TIMEMSG[id] = error */
+  pushtable(L, &TIMED);
+  lua_pushthread(L);
+  lua_rawseti(L, -2, id);  /* TIMED[id] = L */
+  lua_pop(L, 2);
+  ur_runtime_timer(L, rt, (uint64_t)(ms < 0 ? 0 : ms), id);
+  return id;
+}
+
+
+/* forget timeout 'id': stop its timer.  Sets nils only. */
+void ur_sched_untimeout (lua_State *L, lua_Integer id) {
+  if (id == 0) return;
+  ur_runtime_untimer(ur_runtime_get(L), id);
+  pushtable(L, &TIMEMSG);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, id);
+  pushtable(L, &TIMED);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, id);
+  lua_pop(L, 2);
+}
+
+
+/* a timeout fired (loop, protected): (id) */
+static int ontimer (lua_State *L) {
+  lua_Integer id = luaL_checkinteger(L, 1);
+  lua_State *co;
+  pushtable(L, &TIMED);
+  lua_rawgeti(L, -1, id);
+  co = lua_tothread(L, -1);
+  pushtable(L, &TIMEMSG);
+  lua_rawgeti(L, -1, id);  /* the error */
+  if (co != NULL) ur_sched_cancel(L, co);  /* pops it */
+  ur_sched_untimeout(L, id);
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
 ** Entry points for the Lua layer
 ** ======================================================= */
 
@@ -470,7 +572,24 @@ static int l_cansuspend (lua_State *L) {
 static int k_park (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   ur_sched_consume(L, (lua_Integer)ctx);
+  if (ur_sched_takecancel(L))
+    return lua_error(L);
   return 0;
+}
+
+
+/*
+** core.cancel(co, err): end the wait of 'co' (an import or a task) with
+** error 'err' at the loop's next turn.  Returns false if it waits on
+** nothing of uvrequire's.
+*/
+static int l_cancel (lua_State *L) {
+  lua_State *co;
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  co = lua_tothread(L, 1);
+  lua_settop(L, 2);
+  lua_pushboolean(L, ur_sched_cancel(L, co));
+  return 1;
 }
 
 
@@ -533,6 +652,7 @@ static const luaL_Reg funcs[] = {
   {"park", l_park},
   {"wakeall", l_wakeall},
   {"report", l_report},
+  {"cancel", l_cancel},
   {"takeerrors", l_takeerrors},
   {NULL, NULL}
 };

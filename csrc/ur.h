@@ -163,6 +163,7 @@ void ur_exec_runhere (ur_job *job);
 enum { UR_WAIT_TASKS, UR_WAIT_ANY };  /* who may wait by yielding */
 
 typedef struct ur_wakeh ur_wakeh;  /* the runtime's wake-up handle */
+typedef struct ur_timer ur_timer;  /* a timeout (loop.c) */
 
 typedef struct ur_runtime {
   lua_State *cb;        /* thread on which loop callbacks call Lua */
@@ -182,6 +183,8 @@ typedef struct ur_runtime {
   size_t rhead, rlen, rcap;
   size_t ntokens;       /* live tokens: each may be queued twice */
   lua_CFunction turn;   /* the scheduler's turn, called on the loop */
+  lua_CFunction ontimer;  /* called on the loop as ontimer(id) */
+  ur_timer *timers;     /* timers running (next/prev) */
 } ur_runtime;
 
 /* loop.c */
@@ -192,6 +195,11 @@ void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 void ur_runtime_signal (ur_runtime *rt);
 void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
+/* start a timer calling 'rt->ontimer(id)' after 'ms'; may raise */
+void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
+                       lua_Integer id);
+/* stop timer 'id' if it is still running */
+void ur_runtime_untimer (ur_runtime *rt, lua_Integer id);
 
 
 /* }====================================================== */
@@ -224,6 +232,17 @@ lua_Integer ur_sched_tokenof (lua_State *L, lua_State *co);
 int ur_sched_waitson (lua_State *L, lua_State *co);
 /* resume 'co' now (synchronous drive); report an error it raises */
 void ur_sched_resume (lua_State *L, lua_State *co);
+/* have the running thread's wait end, at the loop's next turn, with
+   the error at the top (popped) if it is still waiting then; returns
+   0 if it does not wait under a token now */
+int ur_sched_cancel (lua_State *L, lua_State *co);
+/* if the running thread's wait was cancelled, push the error: 1 */
+int ur_sched_takecancel (lua_State *L);
+/* a timeout for the running thread: cancel its wait with the error at
+   the top (popped) after 'ms'; returns the timer's id (may raise) */
+lua_Integer ur_sched_timeout (lua_State *L, double ms);
+/* stop timeout 'id' (0: none) */
+void ur_sched_untimeout (lua_State *L, lua_Integer id);
 /* add the scheduler's functions and PENDING to the table at the top */
 void ur_sched_register (lua_State *L);
 /* push uvrequire.PENDING */
@@ -254,7 +273,13 @@ typedef struct ur_load {
 void ur_load_init (lua_State *L);
 ur_load *ur_load_find (lua_State *L, const char *name);
 ur_load *ur_load_new (lua_State *L, const char *name);
-void ur_load_guard (lua_State *L, int idx);
+/* a require frame's guard: its optional timeout */
+typedef struct ur_guard {
+  double ms;            /* timeout in ms, or < 0 for none */
+  lua_Integer timer;    /* its timer's id once armed, or 0 */
+} ur_guard;
+
+ur_guard *ur_load_guard (lua_State *L, int idx);
 void ur_load_drive (lua_State *L, int idx, ur_load *ld);
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld);
 int ur_load_cycle (lua_State *L, int idx);
@@ -273,6 +298,7 @@ void ur_load_fail (lua_State *L, int idx);
 void ur_load_restorechain (lua_State *L, int g, int idx);
 int ur_load_outcome (lua_State *L, int idx);
 void ur_load_settoken (ur_load *ld, lua_Integer tok);
+void ur_load_abandon (lua_State *L, int idx);
 
 /* require.c / loop.c / sched.c / loaded.c: entry points of luaopen */
 int ur_l_run (lua_State *L);

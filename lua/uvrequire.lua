@@ -148,6 +148,15 @@ function M.spawn(fn, ...)
   return task
 end
 
+--- End the task's wait on an import (or on another task) with the
+-- error "cancelled", raised in the task at the loop's next turn. The
+-- import goes on for its other waiters, or is dropped if none remain.
+-- @return true if the task was waiting, false if it was not
+function Task:cancel()
+  if self.finished then return false end
+  return core.cancel(self.co, "cancelled")
+end
+
 --- Has the task finished (returned or raised)?
 function Task:done()
   return self.finished
