@@ -3,8 +3,8 @@
 ** The public module is 'uvrequire' (lua/uvrequire.lua), which wraps
 ** this one; see README.md for the API.
 **
-** Calls go one way:  core -> require -> {cycle, loaded} -> load ->
-** sched -> loop -> executor -> search -> {compile, clib}.
+** Calls go one way:  core -> require -> {cycle, loaded, searchers} ->
+** load -> sched -> loop -> executor -> search -> {compile, clib}.
 */
 
 #include "ur.h"
@@ -17,6 +17,7 @@ static const luaL_Reg corefuncs[] = {
   {"loopinfo", ur_l_loopinfo},
   {"status", ur_l_status},
   {"setloop", ur_l_setloop},
+  {"stdkind", ur_l_stdkind},
   {NULL, NULL}
 };
 
@@ -33,6 +34,7 @@ static void pushrequire (lua_State *L, int pkg, lua_CFunction f,
 int luaopen_uvrequire_core (lua_State *L) {
   luaL_newlib(L, corefuncs);
   ur_sched_register(L);  /* the scheduler's functions and PENDING */
+  ur_searchers_register(L);
   ur_require_init(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE)

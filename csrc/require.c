@@ -44,6 +44,8 @@ static int k_wait (lua_State *L, int status, lua_KContext ctx);
 static int k_loaded (lua_State *L, int status, lua_KContext ctx);
 static int afterjob (lua_State *L);
 static int callloader (lua_State *L);
+static int k_searched (lua_State *L, int status, lua_KContext ctx);
+static int step (lua_State *L);
 
 
 /* {======================================================
@@ -93,10 +95,26 @@ int ur_require_calledbystock (lua_State *L, int level) {
 }
 
 
+/* core.stdkind(f): "lua", "c" or "croot" if 'f' is stock's searcher */
+int ur_l_stdkind (lua_State *L) {
+  static const char *const kinds[] = {"lua", "c", "croot"};
+  lua_CFunction f = lua_tocfunction(L, 1);
+  int i;
+  for (i = 1; i < 4; i++)
+    if (f != NULL && f == stdsearcher[i]) {
+      lua_pushstring(L, kinds[i - 1]);
+      return 1;
+    }
+  return 0;
+}
+
+
 /* UR_STEP_* of the standard file searcher at 'idx', or -1 */
 static int stdkind (lua_State *L, int idx) {
   lua_CFunction f = lua_tocfunction(L, idx);
   if (f == NULL) return -1;
+  if (f != stdsearcher[1] && f != stdsearcher[2] && f != stdsearcher[3])
+    return ur_searchers_kind(L, idx);  /* uvrequire's own, or -1 */
   if (f == stdsearcher[1]) return UR_STEP_LUA;
   if (f == stdsearcher[2]) return UR_STEP_C;
   if (f == stdsearcher[3]) return UR_STEP_CROOT;
@@ -287,20 +305,9 @@ static int findloader (lua_State *L) {
     }
     if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
       lua_pushstring(L, name);
-      if (lua_pcall(L, 1, 2, 0) != LUA_OK)  /* call it */
-        return failraise(L);
-      if (lua_isfunction(L, -2))  /* found a loader */
-        return callloader(L);
-      else if (lua_isstring(L, -2)) {  /* searcher returned a message */
-        lua_pop(L, 1);
-        lua_pushliteral(L, "\n\t");
-        lua_rotate(L, -2, 1);
-        lua_concat(L, 2);
-        ur_load_addmsg(L, LOADIDX);  /* pops it */
-      }
-      else
-        lua_pop(L, 2);  /* no message */
-      continue;
+      if (!ur_sched_cansuspend(L))  /* call it, as stock (protected) */
+        return k_searched(L, lua_pcall(L, 1, 2, 0), 0);
+      return k_searched(L, lua_pcallk(L, 1, 2, 0, 0, k_searched), 0);
     }
     lua_pop(L, 1);  /* pop searcher */
     ld->next = buildjob(L, ld->next, ld);
@@ -317,6 +324,43 @@ static int findloader (lua_State *L) {
     ur_job_run(ld->job, NULL);
     return afterjob(L);
   }
+}
+
+
+/*
+** A searcher called on the Lua thread returned (stack: ...; its two
+** results) or raised.  In a task it may have yielded (calling the
+** standard searchers, which then wait for the executor): a load taken
+** over meanwhile is now a waiter's.  A loader found runs (a task's at
+** the loop's next turn); a message is kept; the search goes on.
+*/
+static int k_searched (lua_State *L, int status, lua_KContext ctx) {
+  ur_load *ld = frameload(L);
+  (void)ctx;
+  if (ld->driver != L) {  /* taken over while it searched: a waiter */
+    lua_settop(L, FRAME);
+    return step(L);
+  }
+  if (status != LUA_OK && status != LUA_YIELD)
+    return failraise(L);
+  if (lua_isfunction(L, -2)) {  /* found a loader */
+    if (status == LUA_YIELD && ur_sched_cansuspend(L)) {
+      ur_load_setloader(L, LOADIDX);  /* body at the next turn */
+      return waitdriver(L);
+    }
+    return callloader(L);
+  }
+  else if (lua_isstring(L, -2)) {  /* searcher returned a message */
+    lua_pop(L, 1);
+    lua_pushliteral(L, "\n\t");
+    lua_rotate(L, -2, 1);
+    lua_concat(L, 2);
+    ur_load_addmsg(L, LOADIDX);  /* pops it */
+  }
+  else
+    lua_pop(L, 2);  /* no message */
+  ld->next++;
+  return findloader(L);
 }
 
 

@@ -22,6 +22,33 @@ local M = {
 }
 
 local replaced = nil  -- the global `require` that install() replaced
+local swapped = {}    -- package.searchers index -> stock searcher
+
+-- Put uvrequire's file searchers in place of stock's in
+-- package.searchers: the same behaviour, but Lua code that calls them
+-- from a task (luarocks.loader's searcher does) gets the executor.
+local function swapsearchers()
+  local searchers = package.searchers
+  if type(searchers) ~= "table" then return end
+  for i, f in ipairs(searchers) do
+    local kind = core.stdkind(f)
+    if kind then
+      local _, pkg = debug.getupvalue(f, 1)
+      searchers[i] = core.searchers(pkg)[kind]
+      swapped[i] = { stock = f, mine = searchers[i] }
+    end
+  end
+end
+
+local function restoresearchers()
+  local searchers = package.searchers
+  for i, s in pairs(swapped) do
+    if type(searchers) == "table" and rawequal(searchers[i], s.mine) then
+      searchers[i] = s.stock
+    end
+  end
+  swapped = {}
+end
 
 local function badarg(n, fname, msg, level)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg),
@@ -59,6 +86,7 @@ function M.install(opts)
   if rawget(_G, "require") ~= core.require then
     replaced = rawget(_G, "require")
     _G.require = core.require
+    swapsearchers()
   end
   return M
 end
@@ -70,6 +98,7 @@ function M.uninstall()
     _G.require = replaced
   end
   replaced = nil
+  restoresearchers()
   return M
 end
 

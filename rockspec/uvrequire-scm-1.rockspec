@@ -58,6 +58,7 @@ build = {
         "csrc/require.c",
         "csrc/sched.c",
         "csrc/search.c",
+        "csrc/searchers.c",
       },
       libraries = { "uv", "pthread", "dl" },
       incdirs = { "$(LIBUV_INCDIR)" },
