@@ -63,6 +63,7 @@ spec: all
 
 bench: deps all
 	$(LUA) bench/run.lua
+	$(LUA) bench/luarocks.lua
 
 demo: deps all
 	$(LUA) examples/demo.lua

@@ -312,6 +312,48 @@ end
 
 --- Run `main(dir)` with a fresh scratch directory, removed afterwards
 -- whatever happens; on an error, report it with `label` and exit 1.
+local WARM_TICKS, COOL_TICKS = 5, 5
+
+--- Run a 1 ms ticker on luv's loop; after WARM_TICKS ticks call
+-- `start(done)` from the timer callback; measure until `done()` is called
+-- and COOL_TICKS more ticks have passed.  Returns the longest gap between
+-- ticks (ns) from start on, the time from start to done (ns) and the
+-- ticks seen during that time.
+function gen.stallrun(uv, start)
+  local hrtime = uv.hrtime
+  local timer = uv.new_timer()
+  local phase, ticks, cool, during = "warm", 0, 0, 0
+  local last, maxgap, t0, t1 = nil, 0, nil, nil
+  timer:start(1, 1, function()
+    local now = hrtime()
+    if phase ~= "warm" then
+      local gap = now - last
+      if gap > maxgap then maxgap = gap end
+    end
+    last = now
+    ticks = ticks + 1
+    if phase == "import" then
+      during = during + 1
+    elseif phase == "warm" and ticks >= WARM_TICKS then
+      phase = "import"
+      t0 = now
+      start(function()
+        t1 = hrtime()
+        phase = "cool"
+      end)
+    elseif phase == "cool" then
+      cool = cool + 1
+      if cool >= COOL_TICKS then
+        timer:stop()
+        timer:close()
+      end
+    end
+  end)
+  uv.run()  -- luv's loop: also delivers uvrequire's finished imports
+  assert(t1, "the import did not finish")
+  return maxgap, t1 - t0, during
+end
+
 function gen.run(label, main)
   local dir = gen.tmpdir(label)
   local ok, err = xpcall(main, debug.traceback, dir)
