@@ -11,7 +11,7 @@ end
 
 --- The checkout (absolute), found from this file's own path.
 K.root = abs(debug.getinfo(1, "S").source:sub(2):match("^(.*)/spec/[^/]*$")
-             or ".")
+             or "."):gsub("/%.$", "")
 K.lpath = K.root .. "/lua/?.lua;" .. K.root .. "/lua/?/init.lua;" ..
           K.root .. "/spec/?.lua"
 K.cpath = K.root .. "/build/?.so"
