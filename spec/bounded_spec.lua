@@ -104,10 +104,10 @@ describe("a cycle through 120 modules", function()
   -- Runs in a child lua5.4: the chain is deep, and its message is
   -- built on the Lua stack.
   local function cycle(n, prefix)
-    local out = K.check(K.prelude .. ([[
+    local out = K.indir(K.prelude .. ([[
 local assert = require "luassert"
 local N, P = %d, %q
-local dir = H.tmpdir()
+local dir = DIR
 package.path = dir .. "/?.lua"
 for i = 1, N do
   H.write(("%%s/%%s%%d.lua"):format(dir, P, i),
@@ -141,7 +141,6 @@ assert.is_false(ok3)
 assert.equals(want2, err3)
 uv.uninstall()
 H.clean()
-H.rmtree(dir)
 print("ok")
 ]]):format(n, prefix))
     assert.equals("ok\n", out)
@@ -163,10 +162,10 @@ print("ok")
   -- memory corruption from about 40 modules on: SIGSEGV, SIGABRT or a
   -- hang, from run to run.
   local function across(n)
-    local out = K.check(K.prelude .. ([[
+    local out = K.indir(K.prelude .. ([[
 local assert = require "luassert"
 local N = %d
-local dir = H.tmpdir()
+local dir = DIR
 package.path = dir .. "/?.lua"
 for i = 1, N - 1 do
   H.write(("%%s/x%%d.lua"):format(dir, i),
@@ -202,7 +201,6 @@ assert.equals(want, erra)
 for i = 1, N do assert.is_nil(uv.status("x" .. i)) end
 uv.uninstall()
 H.clean()
-H.rmtree(dir)
 print("ok")
 ]]):format(n), { timeout = 60 })
     assert.equals("ok\n", out)

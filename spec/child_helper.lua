@@ -61,6 +61,18 @@ function K.check(code, opts)
   return r.out
 end
 
+--- As K.check, with DIR set in the child to a fresh scratch directory
+-- that this process removes afterwards, even if the child crashed or
+-- hung.
+function K.indir(code, opts)
+  local H = require "helper"
+  local dir = H.tmpdir()
+  local ok, out = pcall(K.check, ("DIR = %q\n"):format(dir) .. code, opts)
+  H.rmtree(dir)
+  if not ok then error(out, 2) end
+  return out
+end
+
 --- The child's prelude: uvrequire and the helpers, with luv first as in
 -- the busted suite.  `uv` is uvrequire, `H` the spec helper.
 K.prelude = [[

@@ -8,6 +8,11 @@ local H = require "helper"
 local K = require "child_helper"
 local U = H.uv
 
+-- A child lua5.4 (K.check) with DIR, a scratch directory of its own
+local function inchild(code, opts)
+  return K.indir(K.prelude .. code, opts)
+end
+
 -- Run the loop one turn at a time until `f()` holds; fail if the loop
 -- runs dry first.  Each turn handles at least one event: no timing.
 local function until_(f, what)
@@ -31,7 +36,7 @@ describe("stock require meets a load in a task", function()
   local SCENARIO = [[
 local assert = require "luassert"
 local U = uv
-local dir = H.tmpdir()
+local dir = DIR  -- made and removed by the parent
 package.path = dir .. "/?.lua"
 RUNS = {}
 local function until_(f, what)
@@ -70,17 +75,16 @@ assert.equals(m, package.loaded.ip_a)
 assert.equals("loaded", U.status("ip_a"))
 U.uninstall()
 H.clean()
-H.rmtree(dir)
 print("ok")
 ]]
 
   it("H.stock(a) does not run a's body again; both get one value",
      function()
-    assert.equals("ok\n", K.check(K.prelude .. SCENARIO, { timeout = 30 }))
+    assert.equals("ok\n", inchild(SCENARIO, { timeout = 30 }))
   end)
 
   it("the same after uvrequire.uninstall()", function()
-    assert.equals("ok\n", K.check(K.prelude .. "UNINSTALL = true\n" .. SCENARIO,
+    assert.equals("ok\n", inchild("UNINSTALL = true\n" .. SCENARIO,
                                   { timeout = 30 }))
   end)
 end)
@@ -92,9 +96,9 @@ describe("a synchronous require of a queued job", function()
   -- anyone writing the FIFOs.  Today it waits for the job, which never
   -- runs: a hang (bounded by timeout in the child).
   it("takes the job back and loads it on the main thread", function()
-    local out = K.check(K.prelude .. [[
+    local out = inchild([[
 local assert = require "luassert"
-local dir = H.tmpdir()
+local dir = DIR  -- made and removed by the parent
 package.path = dir .. "/?.lua"
 local n = uv.loopinfo().threads
 assert(n >= 1 and n <= 64, "threads: " .. tostring(n))
@@ -128,7 +132,6 @@ for i = 1, n do
 end
 assert.equals(1, QRUNS)
 H.clean()
-H.rmtree(dir)
 print("ok")
 ]], { timeout = 30 })
     assert.equals("ok\n", out)
