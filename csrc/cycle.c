@@ -72,7 +72,7 @@ int ur_load_serve (lua_State *L, int x) {
   lua_State *co;
   lua_Integer tok, i, n;
   x = lua_absindex(L, x);
-  if (xl == NULL || (co = xl->driver) == NULL || co == L ||
+  if (xl == NULL || (co = ur_load_driver(L, x)) == NULL || co == L ||
       lua_status(co) != LUA_YIELD || (tok = ur_sched_tokenof(L, co)) == 0)
     return 0;
   ur_pushtable(L, &ur_key_driving);
@@ -96,7 +96,8 @@ int ur_load_serve (lua_State *L, int x) {
   }
   lua_pop(L, 1);  /* pop list */
   lua_getiuservalue(L, -1, UV_SERVED);
-  lua_getiuservalue(L, x, UV_DRIVER);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);  /* served[co] = true */
   lua_pop(L, 3);  /* pop served, mine, DRIVING */

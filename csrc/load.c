@@ -4,8 +4,9 @@
 ** any coroutine, owns the load:
 **
 **   - its executor job, its search state (next searcher, messages),
-**   - its 'driver', the thread that runs the search and the body, and
-**     the token under which the driver waits, if it waits,
+**   - its 'driver', the thread that runs the search and the body (held
+**     weakly: a coroutine dropped mid-load is collected, and its load
+**     then ends), and the token under which the driver waits, if any,
 **   - its provisional value (what the body stored in package.loaded),
 **     seen only by the driver, through LOADED's metatable,
 **   - its loader while the body is due (so another thread can run it),
@@ -31,6 +32,7 @@
 /* registry keys: only their addresses matter */
 const char ur_key_loading = 'l';   /* name -> load record */
 const char ur_key_driving = 'd';   /* thread -> innermost load record */
+const char ur_key_drivers = 'v';   /* load record -> driver (weak) */
 
 
 /* {======================================================
@@ -63,23 +65,72 @@ void ur_load_settoken (ur_load *ld, lua_Integer tok) {
 }
 
 
-/* load record of 'name', pushed, or nothing and NULL */
+static void handover (lua_State *L, int idx, ur_load *ld);
+
+
+/*
+** The driver of the load at 'idx', or NULL if it has none or it was
+** collected (dropped mid-load, never resumed nor closed): then the
+** load forgets it.  Only what this returns may be dereferenced.
+*/
+lua_State *ur_load_driver (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
+  int alive;
+  if (ld->driver == NULL) return NULL;
+  idx = lua_absindex(L, idx);
+  ur_pushtable(L, &ur_key_drivers);
+  lua_pushvalue(L, idx);
+  alive = (lua_rawget(L, -2) == LUA_TTHREAD &&
+           lua_tothread(L, -1) == ld->driver);
+  lua_pop(L, 2);
+  if (!alive) {
+    ld->driver = NULL;
+    ur_load_settoken(ld, 0);
+  }
+  return ld->driver;
+}
+
+
+/*
+** Load record of 'name', pushed, or nothing and NULL.  A load whose
+** driver was collected goes to a waiter if it can; else it ends (its
+** waiters get an error) and a new load may start.
+*/
 ur_load *ur_load_find (lua_State *L, const char *name) {
+  ur_load *ld;
   ur_pushtable(L, &ur_key_loading);
   if (lua_getfield(L, -1, name) != LUA_TUSERDATA) {
     lua_pop(L, 2);
     return NULL;
   }
   lua_remove(L, -2);  /* remove LOADING */
-  return (ur_load *)lua_touserdata(L, -1);
+  ld = (ur_load *)lua_touserdata(L, -1);
+  if (ld->driver != NULL && ur_load_driver(L, -1) == NULL) {
+    if (ld->state < UR_LRUN)
+      handover(L, -1, ld);
+    else {
+      lua_pushfstring(L, "module '%s' was loading in a coroutine that was "
+                         "collected", name);
+      ur_load_fail(L, -2);
+      lua_pop(L, 1);
+    }
+    if (ld->state >= UR_LDONE) {
+      lua_pop(L, 1);
+      return NULL;
+    }
+  }
+  return ld;
 }
 
 
 /* make the running thread the driver of the load at 'idx' */
 static void setdriver (lua_State *L, int idx, ur_load *ld) {
   idx = lua_absindex(L, idx);
+  ur_pushtable(L, &ur_key_drivers);
+  lua_pushvalue(L, idx);
   lua_pushthread(L);
-  lua_setiuservalue(L, idx, UV_DRIVER);
+  lua_rawset(L, -3);  /* DRIVERS[load] = L */
+  lua_pop(L, 1);
   ur_pushtable(L, &ur_key_driving);
   lua_pushthread(L);
   lua_pushvalue(L, idx);
@@ -350,8 +401,11 @@ static void handover (lua_State *L, int idx, ur_load *ld) {
     lua_pushvalue(L, idx);
     lua_rawset(L, -3);  /* DRIVING[co] = load */
     lua_pop(L, 1);
-    lua_setiuservalue(L, idx, UV_DRIVER);  /* pops co */
-    lua_pop(L, 1);  /* pop list */
+    ur_pushtable(L, &ur_key_drivers);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);  /* DRIVERS[load] = co */
+    lua_pop(L, 3);  /* pop DRIVERS, co, list */
     ld->driver = co;
     ur_load_settoken(ld, tok);
     if (ld->state == UR_LREADY ||
@@ -492,7 +546,7 @@ void ur_load_abandon (lua_State *L, int idx) {
 ** the load over (it drives; the old driver waits like anyone else).
 */
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
-  lua_State *old = ld->driver;
+  lua_State *old = ur_load_driver(L, idx);
   idx = lua_absindex(L, idx);
   if (old != NULL && ld->dtoken != 0)  /* the old driver now waits */
     ur_load_addwaiter(L, idx, ld->dtoken);
@@ -512,6 +566,7 @@ void ur_load_takeover (lua_State *L, int idx, ur_load *ld) {
 void ur_load_init (lua_State *L) {
   ur_regtable(L, &ur_key_loading, NULL);
   ur_regtable(L, &ur_key_driving, "k");
+  ur_regtable(L, &ur_key_drivers, "v");
   if (luaL_newmetatable(L, LOADREC)) {
     lua_pushcfunction(L, load_gc);
     lua_setfield(L, -2, "__gc");

@@ -12,7 +12,7 @@
 
 /* user values of a load record */
 #define UV_NAME     1
-#define UV_DRIVER   2  /* the driver thread, anchored */
+#define UV_SPARE    2  /* (unused) */
 #define UV_WAITERS  3  /* tokens of the waiting threads, in order */
 #define UV_VALUE    4  /* provisional, then final value */
 #define UV_DATA     5  /* loader data, or the error of a failed load */
@@ -27,6 +27,7 @@
 /* registry keys (by address), defined in load.c */
 extern const char ur_key_loading;  /* name -> load record */
 extern const char ur_key_driving;  /* thread -> innermost load record */
+extern const char ur_key_drivers;  /* load record -> driver (weak) */
 
 /* push one of the registry tables above */
 static inline void ur_pushtable (lua_State *L, const char *key) {

@@ -558,18 +558,21 @@ static int suspended (lua_State *L) {
 ** on the way waits on anything else.
 */
 static lua_State *tomove (lua_State *L, ur_load *ld) {
-  lua_State *t = ld->driver;
+  lua_State *t = ur_load_driver(L, LOADIDX);
   int hops;
+  (void)ld;
   for (hops = 0; hops < 10000; hops++) {
     ur_load *x;
+    lua_State *xd;
     if (t == NULL || t == L || lua_status(t) != LUA_YIELD ||
         ur_sched_waitson(L, t) != LUA_TUSERDATA)
       break;
     x = (ur_load *)lua_touserdata(L, -1);
+    xd = ur_load_driver(L, -1);
     lua_pop(L, 1);  /* the record stays anchored by LOADING or 't' */
     if (x->state >= UR_LDONE) return t;  /* 't' takes the outcome */
-    if (x->driver != t) {  /* 't' waits on another thread's load */
-      t = x->driver;
+    if (xd != t) {  /* 't' waits on another thread's load */
+      t = xd;
       continue;
     }
     if (x->state == UR_LREADY) return t;  /* 't' runs the body */
@@ -599,7 +602,8 @@ static int syncwait (lua_State *L, ur_load *ld) {
       lua_settop(L, FRAME);
       continue;
     }
-    if (ld->driver != NULL && lua_status(ld->driver) != LUA_YIELD)
+    if (ur_load_driver(L, LOADIDX) != NULL &&
+        lua_status(ld->driver) != LUA_YIELD)
       return suspended(L);  /* its driver is busy below us */
     ur_load_takeover(L, LOADIDX, ld);
     if (ld->state == UR_LREADY) {

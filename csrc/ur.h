@@ -272,6 +272,7 @@ typedef struct ur_load {
 
 void ur_load_init (lua_State *L);
 ur_load *ur_load_find (lua_State *L, const char *name);
+lua_State *ur_load_driver (lua_State *L, int idx);
 ur_load *ur_load_new (lua_State *L, const char *name);
 /* a require frame's guard: its optional timeout */
 typedef struct ur_guard {
