@@ -142,10 +142,10 @@ static void setdriver (lua_State *L, int idx, ur_load *ld) {
 
 
 /*
-** Start loading 'name' (LOADED[name] was falsy): push a new load record,
-** in LOADING[name].  A 'false' left in LOADED by an earlier loader is
-** cleared (and remembered), so that the body's own stores reach the
-** record.
+** Start loading 'name' (LOADED[name] was falsy): push a new load record.
+** It is not yet in LOADING: 'ur_load_drive' puts it there once the
+** frame's guard holds it, so that a memory error in between leaves no
+** record behind.
 */
 ur_load *ur_load_new (lua_State *L, const char *name) {
   ur_load *ld = (ur_load *)lua_newuserdatauv(L, sizeof(ur_load), NUV);
@@ -161,27 +161,35 @@ ur_load *ur_load_new (lua_State *L, const char *name) {
   lua_setiuservalue(L, -2, UV_SERVED);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_MSGS);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushstring(L, name);
-  ld->hadfalse = (lua_rawget(L, -2) == LUA_TBOOLEAN);
-  lua_pop(L, 1);
-  if (ld->hadfalse) {
-    lua_pushstring(L, name);
-    lua_pushnil(L);
-    lua_rawset(L, -3);  /* LOADED[name] = nil, for now */
-  }
-  lua_pop(L, 1);  /* pop LOADED */
-  ur_pushtable(L, &ur_key_loading);
-  lua_pushvalue(L, -2);
-  lua_setfield(L, -2, name);  /* LOADING[name] = load */
-  lua_pop(L, 1);
   return ld;
 }
 
 
-/* the running thread drives the new load at 'idx' (after its guard) */
+/*
+** The running thread drives the new load at 'idx' (after its guard):
+** the load enters LOADING.  A 'false' left in LOADED by an earlier
+** loader is cleared (and remembered), so that the body's own stores
+** reach the record.
+*/
 void ur_load_drive (lua_State *L, int idx, ur_load *ld) {
+  const char *name;
+  idx = lua_absindex(L, idx);
   setdriver(L, idx, ld);
+  lua_getiuservalue(L, idx, UV_NAME);
+  name = lua_tostring(L, -1);
+  ur_pushtable(L, &ur_key_loading);
+  lua_pushvalue(L, idx);
+  lua_setfield(L, -2, name);  /* LOADING[name] = load */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -3);
+  ld->hadfalse = (lua_rawget(L, -2) == LUA_TBOOLEAN);
+  lua_pop(L, 1);
+  if (ld->hadfalse) {
+    lua_pushvalue(L, -3);
+    lua_pushnil(L);
+    lua_rawset(L, -3);  /* LOADED[name] = nil, for now */
+  }
+  lua_pop(L, 3);  /* pop LOADED, LOADING, name */
 }
 
 

@@ -122,14 +122,15 @@ local nfailed = 0
 
 -- The task ended with `err` (traceback `tb`): keep it for its handle
 -- (and for run()); wake whoever waits on it.
+-- (The task's fields exist from the start, so these stores allocate
+-- nothing: a memory error cannot leave it finished without its error.)
 local function fail(task, err, tb)
-  task.finished = true
   task.err = err
-  task.traceback = tb
+  task.traceback = tb or tostring(err)
+  task.finished = true
+  core.wakeall(task.waiters)
   nfailed = nfailed + 1
   failed[nfailed] = task
-  core.wakeall(task.waiters)
-  task.waiters = {}
 end
 
 -- A task's coroutine died outside its own protection (memory errors
@@ -152,7 +153,9 @@ end
 -- @return a task handle
 function M.spawn(fn, ...)
   expect(1, "spawn", "function", fn)
-  local task = setmetatable({ finished = false, waiters = {} }, Task)
+  local task = setmetatable({ finished = false, waiters = {}, co = false,
+                              results = false, err = false,
+                              traceback = false, claimed = false }, Task)
   local tb
   local function onerror(e)
     tb = debug.traceback(tostring(e), 2)
@@ -161,10 +164,9 @@ function M.spawn(fn, ...)
   task.co = coroutine.create(function(...)
     local r = table.pack(xpcall(fn, onerror, ...))
     if r[1] then
-      task.finished = true
       task.results = r
+      task.finished = true
       core.wakeall(task.waiters)
-      task.waiters = {}
     else
       fail(task, r[2], tb)
     end
