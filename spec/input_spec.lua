@@ -7,6 +7,13 @@ local U = H.uv
 
 local ROOT = assert(io.popen("pwd")):read("l")
 
+-- The command for a child lua5.4.  Under `make tsan` the sanitizer is
+-- preloaded for it alone (shells die under it, so the spec process
+-- dropped LD_PRELOAD from its environment).
+local LUA = os.getenv("UVREQUIRE_PRELOAD") and
+  ("env LD_PRELOAD='%s' lua5.4"):format(os.getenv("UVREQUIRE_PRELOAD")) or
+  "lua5.4"
+
 -- Outcomes of require(name) by stock, by uvrequire in a task and by
 -- uvrequire in place (top level), with package.path set to 'path'.
 local function three(path, name)
@@ -42,7 +49,7 @@ local function child(path)
     io.write(tostring(e), "\0", tostring(e2), "\0")
   ]]):format(ROOT, ROOT, path))
   local t0 = os.time()
-  local p = assert(io.popen("timeout 20 lua5.4 '" .. script .. "'"))
+  local p = assert(io.popen("timeout 20 " .. LUA .. " '" .. script .. "'"))
   local out = p:read("a")
   p:close()
   os.remove(script)
