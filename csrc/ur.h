@@ -110,7 +110,7 @@ struct ur_job {
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
   int orphan;                 /* owner let go while running */
-  ur_job *next;               /* queue link */
+  ur_job *next;               /* queue link, or running-list link */
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
@@ -144,6 +144,12 @@ void ur_clib_keep (lua_State *L, const char *file, void *lib);
 
 /* {======================================================
 ** Executor (executor.c)
+**
+** It survives 'fork': in the child, jobs that were queued or running
+** in the parent are run (again, from the start) by new workers, and
+** complete for their owners.  The loop that their completion signals
+** wake is the owner's business: libuv wants 'uv_loop_fork' called on
+** it in the child.
 ** ======================================================= */
 
 /* queue 'job'; its 'async' (if any) is signalled when it is done */
