@@ -82,14 +82,21 @@ void ur_buf_free (ur_buf *b) {
 
 
 /*
-** Make 'b' say "not enough memory", dropping what it held (so that the
-** few bytes needed are likely there).  Should even that fail, 'b' is
-** left empty with 'oom' set.
+** Make 'b' say "not enough memory", in place when it has the room (no
+** allocation then), else anew after dropping what it held.  Should even
+** that fail, 'b' is left empty with 'oom' set.
 */
 void ur_buf_nomem (ur_buf *b) {
+  static const char nomem[] = "not enough memory";
+  if (b->p != NULL && b->cap > sizeof(nomem)) {
+    memcpy(b->p, nomem, sizeof(nomem));
+    b->n = sizeof(nomem) - 1;
+    b->oom = 0;
+    return;
+  }
   ur_buf_free(b);
   b->oom = 0;
-  ur_buf_adds(b, "not enough memory");
+  ur_buf_add(b, nomem, sizeof(nomem) - 1);
 }
 
 
