@@ -140,4 +140,37 @@ describe("module input", function()
     assert.same(s, p)
     assert.equals(20000, s[1])
   end)
+
+  it("never holds a module's source whole", function()
+    -- (ASan's quarantine keeps freed memory: no bound to check there)
+    if os.getenv("UVREQUIRE_ASAN") == "1" then return end
+    local f = assert(io.open(dir .. "/huge.lua", "w"))
+    local line = "n = n + 1 -- " .. ("padding "):rep(10) .. "\n"
+    f:write("local n = 0\n")
+    for _ = 1, 400000 do f:write(line) end  -- 36 MB
+    f:write("return n\n")
+    local size = f:seek()
+    f:close()
+    local script = dir .. "/main.lua"
+    H.write(script, ([[
+      package.path = %q .. "/lua/?.lua;" .. package.path
+      package.cpath = %q .. "/build/?.so;" .. package.cpath
+      local U = require "uvrequire"
+      package.path = %q
+      local t = U.spawn(function() return U.require("huge") end)
+      U.run()
+      local ok, n = t:result()
+      local st = assert(io.open("/proc/self/status")):read("a")
+      io.write(tostring(ok), " ", tostring(n), " ",
+               st:match("VmHWM:%%s*(%%d+) kB"))
+    ]]):format(ROOT, ROOT, dir .. "/?.lua"))
+    local p = assert(io.popen("timeout 60 " .. LUA .. " '" .. script .. "'"))
+    local ok, n, kb = p:read("a"):match("^(%S+) (%S+) (%d+)$")
+    p:close()
+    assert.equals("true", ok)
+    assert.equals("400000", n)
+    -- peak resident memory of the whole process, below the source size
+    assert.is_true(tonumber(kb) * 1024 < size,
+                   ("peak %d kB for a %d kB source"):format(kb, size // 1024))
+  end)
 end)
