@@ -82,6 +82,8 @@ asan: deps
 # Shells die under libtsan here, so busted's children must not inherit
 # LD_PRELOAD: the spec process drops it first, and the specs preload
 # UVREQUIRE_PRELOAD for the child lua5.4 processes they start.
+UNPRELOAD = package.loadlib("$(B)/fixtures/forkfix.so", \
+              "luaopen_forkfix")().unsetenv("LD_PRELOAD")
 tsan: deps
 	@$(MAKE) --no-print-directory clean
 	@$(MAKE) --no-print-directory all \
@@ -89,8 +91,9 @@ tsan: deps
 	  LDFLAGS="-fsanitize=thread"
 	@LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	  UVREQUIRE_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
-	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 suppressions=$(CURDIR)/spec/tsan.supp" \
-	  $(LUA) -e 'package.loadlib("$(B)/fixtures/forkfix.so", "luaopen_forkfix")().unsetenv("LD_PRELOAD")' \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 \
+	    suppressions=$(CURDIR)/spec/tsan.supp" \
+	  $(LUA) -e '$(UNPRELOAD)' \
 	  /usr/bin/busted -o utfTerminal spec/executor_spec.lua spec/input_spec.lua \
 	    spec/stress_spec.lua
 	@$(MAKE) --no-print-directory clean

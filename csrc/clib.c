@@ -98,7 +98,7 @@ int ur_clib_load (const char *file, const char *name, void **lib,
       stat = lookfor(*lib, p, strlen(p), open, err);
     free(modname);
   }
-  if (stat == UR_ERRMEM || (stat != 0 && err->oom)) {  /* the message would be lost */
+  if (stat == UR_ERRMEM || (stat != 0 && err->oom)) {  /* message lost */
     dlclose(*lib);
     *lib = NULL;
     *open = NULL;

@@ -185,11 +185,13 @@ static void resetjob (ur_job *job) {
 }
 
 
+/* before a fork: hold the lock, so that the child's queue is whole */
 static void beforefork (void) {
   uv_mutex_lock(&lock);
 }
 
 
+/* after a fork, in the parent: go on */
 static void afterfork_parent (void) {
   uv_mutex_unlock(&lock);
 }
@@ -225,10 +227,14 @@ static void afterfork_child (void) {
 }
 
 
+/*
+** Start the executor (once per process): lock, conditions, fork
+** handlers, workers.  On failure 'ready' or 'nthreads' stays 0.
+*/
 static void start (void) {
   if (uv_mutex_init(&lock) != 0 || uv_cond_init(&work_cond) != 0 ||
       uv_cond_init(&done_cond) != 0)
-    return;  /* 'nthreads' stays 0: every submission fails */
+    return;  /* 'ready' stays 0: every submission fails */
   pin_self();
   if (pthread_atfork(beforefork, afterfork_parent, afterfork_child) != 0)
     return;  /* a fork child would hang: better have no executor */
@@ -237,6 +243,10 @@ static void start (void) {
 }
 
 
+/*
+** Number of executor threads; starts them on first call, and again on
+** the first call in the child of a fork.  0: no executor.
+*/
 int ur_exec_threads (void) {
   int n;
   uv_once(&once, start);
