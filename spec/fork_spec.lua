@@ -115,4 +115,56 @@ describe("fork", function()
     p:close()
     assert.equals("exit 0", out)
   end)
+  it("an import running at the fork is run again in the child", function()
+    -- the parent's only worker is blocked opening a FIFO (seen in
+    -- /proc) when it forks, then the parent exits: its worker, the
+    -- FIFO's other reader, is gone; the child's new worker runs the
+    -- job from the start, and the child writes the FIFO
+    local fifo = dir .. "/held.lua"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    H.write(dir .. "/after.lua", "return 'after'")
+    local script = dir .. "/main.lua"
+    H.write(script, ([[
+      package.path = %q .. "/lua/?.lua;" .. package.path
+      package.cpath = %q .. "/build/?.so;" .. package.cpath
+      local F = assert(package.loadlib(%q, "luaopen_forkfix"))()
+      local U = require "uvrequire"
+      package.path = %q
+      local held = U.spawn(U.require, "held")
+      local after = U.spawn(U.require, "after")  -- queued behind it
+      F.alarm(30)
+      local pid = assert(io.open("/proc/self/stat")):read("n")
+      local function opening()  -- is a thread blocked in openat?
+        local ls = assert(io.popen("ls /proc/" .. pid .. "/task"))
+        for tid in ls:lines() do
+          local f = io.open(("/proc/%%d/task/%%s/syscall"):format(pid, tid))
+          local call = f and f:read("n")
+          if f then f:close() end
+          if call == 257 then ls:close() return true end
+        end
+        ls:close()
+        return false
+      end
+      repeat until opening()
+      if F.fork() ~= 0 then F._exit(0) end
+      -- child: once the parent is gone, feed the FIFO
+      F.alarm(30)  -- (alarms are not inherited)
+      while F.getppid() == pid do end
+      local f = assert(io.open(%q, "w"))
+      f:write("return 'held'")
+      f:close()
+      U.run()
+      local r = { held:result() }
+      local r2 = { after:result() }
+      io.write(tostring(r[2]), " ", tostring(r2[2]))
+      io.stdout:flush()
+      F._exit(0)
+    ]]):format(ROOT, ROOT, ROOT .. "/build/fixtures/forkfix.so",
+               dir .. "/?.lua", fifo))
+    local p = assert(io.popen("UVREQUIRE_THREADS=1 timeout 60 lua5.4 '" ..
+                              script .. "'"))
+    local out = p:read("a")
+    p:close()
+    assert.equals("held after", out)
+  end)
 end)
