@@ -21,7 +21,7 @@ FIX_SRC  := $(wildcard spec/fixtures/csrc/*.c)
 FIX_SO   := $(FIX_SRC:spec/fixtures/csrc/%.c=$(B)/fixtures/%.so)
 HOST     := $(B)/host
 
-.PHONY: all deps test spec bench demo asan valgrind clean
+.PHONY: all deps test spec bench demo asan tsan valgrind clean
 
 all: $(CORE) $(FIX_SO)
 
@@ -76,6 +76,27 @@ asan: deps
 	  LDFLAGS="-fsanitize=address,undefined"
 	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UVREQUIRE_ASAN=1 bash spec/run.sh
+	@$(MAKE) --no-print-directory clean
+
+# The executor's concurrency specs with ThreadSanitizer: any report
+# fails (exit code 66).  spec/tsan.supp says what it suppresses, and why.
+# Shells die under libtsan here, so busted's children must not inherit
+# LD_PRELOAD: the spec process drops it first, and the specs preload
+# UVREQUIRE_PRELOAD for the child lua5.4 processes they start.
+UNPRELOAD = package.loadlib("$(B)/fixtures/forkfix.so", \
+              "luaopen_forkfix")().unsetenv("LD_PRELOAD")
+tsan: deps
+	@$(MAKE) --no-print-directory clean
+	@$(MAKE) --no-print-directory all \
+	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=thread"
+	@LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  UVREQUIRE_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 \
+	    suppressions=$(CURDIR)/spec/tsan.supp" \
+	  $(LUA) -e '$(UNPRELOAD)' \
+	  /usr/bin/busted -o utfTerminal spec/executor_spec.lua spec/input_spec.lua \
+	    spec/stress_spec.lua
 	@$(MAKE) --no-print-directory clean
 
 # The spec suite under valgrind (memcheck): any error fails it.  Then

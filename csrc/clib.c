@@ -27,24 +27,37 @@ static lua_CFunction tofunc (void *p) {
 }
 
 
-/* look up "luaopen_" .. the first 'len' bytes of 'modname' */
-static lua_CFunction lookfor (void *lib, const char *modname, size_t len,
-                              ur_buf *err) {
+/* append the dynamic linker's message to 'err' */
+static void adddlerror (ur_buf *err) {
+  const char *msg = dlerror();
+  ur_buf_adds(err, msg ? msg : "unknown dynamic linker error");
+}
+
+
+/*
+** Look up "luaopen_" .. the first 'len' bytes of 'modname' in 'lib'.
+** Returns 0 with the function in '*open', UR_ERRFUNC with the linker's
+** message in 'err' (replacing what it held), or UR_ERRMEM.
+*/
+static int lookfor (void *lib, const char *modname, size_t len,
+                    lua_CFunction *open, ur_buf *err) {
   ur_buf sym = {NULL, 0, 0, 0};
   void *p = NULL;
   ur_buf_adds(&sym, POF);
   ur_buf_add(&sym, modname, len);
-  if (sym.oom)
-    ur_buf_adds(err, "not enough memory");
-  else {
-    p = dlsym(lib, sym.p);
-    if (p == NULL) {
-      err->n = 0;
-      ur_buf_adds(err, dlerror());
-    }
+  if (sym.oom) {
+    ur_buf_free(&sym);
+    return UR_ERRMEM;
   }
+  p = dlsym(lib, sym.p);
   ur_buf_free(&sym);
-  return p ? tofunc(p) : NULL;
+  if (p == NULL) {
+    err->n = 0;
+    adddlerror(err);
+    return UR_ERRFUNC;
+  }
+  *open = tofunc(p);
+  return 0;
 }
 
 
@@ -52,39 +65,45 @@ static lua_CFunction lookfor (void *lib, const char *modname, size_t len,
 ** Open library 'file' (RTLD_NOW | RTLD_LOCAL) and find the open
 ** function of module 'name', as loadlib.c's 'loadfunc' does: dots
 ** become underscores; for "a.b-v2" try luaopen_a_b, and only if that
-** symbol is missing, luaopen_v2.  Returns 0, UR_ERRLIB (dlopen failed)
-** or UR_ERRFUNC (no symbol: '*lib' stays open); 'err' gets the
-** dynamic linker's message.  Runs on an executor thread ('dlerror' is
-** per thread).
+** symbol is missing, luaopen_v2.  Returns 0, UR_ERRLIB (dlopen failed),
+** UR_ERRFUNC (no symbol: '*lib' stays open) or UR_ERRMEM (out of
+** memory: '*lib' is NULL); 'err' gets the dynamic linker's message.
+** Runs on an executor thread ('dlerror' is per thread).
 */
 int ur_clib_load (const char *file, const char *name, void **lib,
                   lua_CFunction *open, ur_buf *err) {
-  char *modname = strdup(name), *p, *mark;
-  int stat = 0;
+  char *modname, *p, *mark;
+  int stat;
+  *open = NULL;
   *lib = dlopen(file, RTLD_NOW | RTLD_LOCAL);
   if (*lib == NULL) {
-    ur_buf_adds(err, dlerror());
-    free(modname);
+    adddlerror(err);
     return UR_ERRLIB;
   }
-  if (modname == NULL) {
-    ur_buf_adds(err, "not enough memory");
-    return UR_ERRFUNC;
+  if ((modname = strdup(name)) == NULL)
+    stat = UR_ERRMEM;
+  else {
+    for (p = modname; *p; p++)
+      if (*p == '.') *p = '_';
+    mark = strchr(modname, IGMARK);
+    if (mark != NULL) {
+      stat = lookfor(*lib, modname, (size_t)(mark - modname), open, err);
+      p = mark + 1;  /* if missing, the old-style name */
+    }
+    else {
+      stat = UR_ERRFUNC;
+      p = modname;
+    }
+    if (stat == UR_ERRFUNC)
+      stat = lookfor(*lib, p, strlen(p), open, err);
+    free(modname);
   }
-  for (p = modname; *p; p++)
-    if (*p == '.') *p = '_';
-  mark = strchr(modname, IGMARK);
-  *open = NULL;
-  if (mark != NULL) {
-    *open = lookfor(*lib, modname, (size_t)(mark - modname), err);
-    p = mark + 1;  /* if missing, the old-style name */
+  if (stat == UR_ERRMEM || (stat != 0 && err->oom)) {  /* message lost */
+    dlclose(*lib);
+    *lib = NULL;
+    *open = NULL;
+    stat = UR_ERRMEM;
   }
-  else
-    p = modname;
-  if (*open == NULL)
-    *open = lookfor(*lib, p, strlen(p), err);
-  if (*open == NULL) stat = UR_ERRFUNC;
-  free(modname);
   return stat;
 }
 

@@ -1,13 +1,20 @@
 /*
-** compile.c: read a Lua file and compile it to bytecode, off the Lua
-** thread.  Runs on an executor thread, in that thread's own lua_State.
+** compile.c: compile a Lua file to bytecode, off the Lua thread.  Runs
+** on an executor thread, in that thread's own lua_State.
 **
-** The rules are those of 'luaL_loadfilex' (lauxlib.c): a UTF-8 BOM is
-** skipped; a first line starting with '#' is skipped but its newline
-** kept, so line numbers do not move; a file whose first significant
-** byte is LUA_SIGNATURE[0] is a binary chunk; the chunk name is
-** "@" .. path; read errors say "cannot read <path>: <strerror>".
-** The result is dumped *with* debug information.
+** The file is streamed to 'lua_load' through a reader, as Lua 5.4.4's
+** 'luaL_loadfilex' (lauxlib.c) feeds it, so that the source is never
+** held whole and an endless file (/dev/zero) fails as soon as the
+** parser does: a UTF-8 BOM is skipped (a partial one, as 5.4.4's
+** 'skipBOM' does, leaves its first byte and loses the byte after the
+** mismatch); a first line starting with '#' is skipped but its newline
+** kept, so that line numbers do not move; a file whose first
+** significant byte is LUA_SIGNATURE[0] is a binary chunk (stock
+** reopens it in binary mode and skips the same prefix again: on POSIX
+** the stream is the same, so it reads on); the chunk name is "@" ..
+** path; a read error says "cannot read <path>: <strerror>", as
+** lauxlib's 'errfile'.  The result is dumped *with* debug information
+** into a buffer that grows geometrically.
 */
 
 #define _GNU_SOURCE
@@ -18,77 +25,61 @@
 #include "ur.h"
 
 
-/* thread-safe strerror (GNU strerror_r returns the message) */
-static const char *errtext (int e, char *buf, size_t n) {
-  return strerror_r(e, buf, n);
-}
+/* state of a compilation: the reader over the file, and the outputs */
+typedef struct Compile {
+  const char *file;   /* file name, without '@' */
+  FILE *f;
+  int n;              /* number of pre-read bytes in 'buff' */
+  int rerr;           /* errno of a failed read, or 0 */
+  ur_buf *code;       /* out: bytecode */
+  char buff[BUFSIZ];  /* area for reading the file */
+} Compile;
 
 
-/* "cannot <what> <file>: <reason>", as lauxlib's 'errfile' says it */
-static int errfile (ur_buf *err, const char *what, const char *file,
-                    int e) {
-  char buf[128];
-  ur_buf_addf(err, "cannot %s %s: %s", what, file,
-              errtext(e, buf, sizeof(buf)));
-  return 0;
-}
-
-
-/* read all of 'f' (named 'file') into 'b' and close it; 0 on failure */
-static int readall (const char *file, FILE *f, ur_buf *b, ur_buf *err) {
-  char chunk[BUFSIZ];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-    ur_buf_add(b, chunk, n);
-  if (ferror(f)) {
-    int e = errno;
-    fclose(f);
-    return errfile(err, "read", file, e);
+/* lua_Reader over the file: pre-read bytes first, then blocks */
+static const char *getF (lua_State *W, void *ud, size_t *size) {
+  Compile *c = (Compile *)ud;
+  (void)W;
+  if (c->n > 0) {  /* are there pre-read bytes to be read? */
+    *size = (size_t)c->n;
+    c->n = 0;
+    return c->buff;
   }
-  fclose(f);
-  return 1;
+  if (feof(c->f) || ferror(c->f)) return NULL;
+  *size = fread(c->buff, 1, sizeof(c->buff), c->f);
+  if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
+  return c->buff;
+}
+
+
+/* skip an optional BOM, as Lua 5.4.4 does; return the next byte */
+static int skipBOM (FILE *f) {
+  int c = getc(f);  /* read first character */
+  if (c == 0xEF && getc(f) == 0xBB && getc(f) == 0xBF)  /* correct BOM? */
+    return getc(f);  /* ignore BOM and return next char */
+  else  /* no (valid) BOM */
+    return c;  /* return first character */
 }
 
 
 /*
-** Compute the text the parser sees, exactly as 'luaL_loadfilex' feeds
-** it: 'keep' leading bytes (a partial BOM), then a newline if a '#'
-** line was skipped (text chunks only), then the bytes from 'rest' on.
-** Fills 'out' only when the result is not a plain suffix of 'src'.
+** Skip a first line starting with '#' (after an optional BOM).  Puts
+** in '*cp' the first byte of the rest; returns 1 if a line was skipped.
 */
-static const char *loadtext (const char *src, size_t len, ur_buf *out,
-                             size_t *outlen) {
-  static const char bom[] = "\xEF\xBB\xBF";
-  size_t keep = 0, rest;
-  int comment = 0;
-  while (keep < 3 && keep < len && src[keep] == bom[keep])
-    keep++;
-  rest = keep;
-  if (keep == 3) keep = 0;  /* whole BOM: discarded */
-  if (rest < len && src[rest] == '#') {  /* skip first line */
-    const char *nl = memchr(src + rest, '\n', len - rest);
-    rest = (nl != NULL) ? (size_t)(nl - src) + 1 : len;
-    comment = 1;
+static int skipcomment (FILE *f, int *cp) {
+  int c = *cp = skipBOM(f);
+  if (c == '#') {  /* first line is a comment (Unix exec. file)? */
+    do {  /* skip first line */
+      c = getc(f);
+    } while (c != EOF && c != '\n');
+    *cp = getc(f);  /* next character after comment, if present */
+    return 1;  /* there was a comment */
   }
-  if (rest < len && src[rest] == LUA_SIGNATURE[0])
-    comment = 0;  /* binary chunk: no newline is added */
-  if (keep == 0 && !comment) {
-    *outlen = len - rest;
-    return src + rest;
-  }
-  if (keep == 0 && rest > 0 && src[rest - 1] == '\n') {
-    *outlen = len - rest + 1;  /* reuse the skipped line's newline */
-    return src + rest - 1;
-  }
-  ur_buf_add(out, src, keep);
-  if (comment) ur_buf_add(out, "\n", 1);
-  ur_buf_add(out, src + rest, len - rest);
-  *outlen = out->n;
-  return out->p;
+  else return 0;  /* no comment */
 }
 
 
-/* lua_Writer for 'lua_dump': append to a ur_buf */
+/* lua_Writer for 'lua_dump': append to a ur_buf (non-zero: failed) */
 static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
   ur_buf *b = (ur_buf *)ud;
   (void)W;
@@ -98,45 +89,67 @@ static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
 
 
 /*
-** Read 'file', open as 'f' (closed here), and compile it in 'W'.  On
-** success returns 1 with the bytecode in 'code'; on failure returns 0
-** with the loader's message in 'err'.  Leaves the stack of 'W' empty.
-** With 'W' NULL (a job run on the Lua thread, which compiles there)
-** only reads: 'code' gets the text as the parser would see it.
+** Protected part of 'ur_compile' (light userdata 1: the Compile):
+** load the chunk and dump it.  Returns the chunk (or the loader's
+** message) on the stack; a failed dump raises "not enough memory".
+*/
+static int pcompile (lua_State *W) {
+  Compile *c = (Compile *)lua_touserdata(W, 1);
+  int ch;
+  lua_pushfstring(W, "@%s", c->file);  /* chunk name */
+  c->n = 0;
+  if (skipcomment(c->f, &ch))  /* read initial portion */
+    c->buff[c->n++] = '\n';  /* add newline to correct line numbers */
+  if (ch == LUA_SIGNATURE[0])  /* binary file? */
+    c->n = 0;  /* remove possible newline */
+  if (ch != EOF)
+    c->buff[c->n++] = (char)ch;  /* first byte of the stream */
+  if (ferror(c->f)) c->rerr = errno;
+  if (lua_load(W, getF, c, lua_tostring(W, -1), NULL) != LUA_OK)
+    return 1;  /* the message */
+  if (lua_dump(W, writer, c->code, 0) != 0)
+    luaL_error(W, "not enough memory");
+  return 1;
+}
+
+
+/*
+** Compile 'file', open as 'f' (closed here), in 'W'.  On success
+** returns 1 with the bytecode in 'code'; on failure returns 0 with the
+** loader's message in 'err' (a syntax error, "cannot read <file>:
+** <reason>", or "not enough memory": what 'luaL_loadfilex' would have
+** pushed).  Leaves the stack of 'W' as it found it.
 */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err) {
-  ur_buf src = {NULL, 0, 0, 0}, tmp = {NULL, 0, 0, 0};
-  ur_buf name = {NULL, 0, 0, 0};
-  const char *text;
-  size_t len;
-  int ok = 0;
-  if (!readall(file, f, &src, err))
-    goto done;
-  text = loadtext(src.p ? src.p : "", src.n, &tmp, &len);
-  ur_buf_addf(&name, "@%s", file);
-  if (src.oom || tmp.oom || name.oom) {
-    ur_buf_adds(err, "not enough memory");
-    goto done;
+  Compile c;
+  int top = lua_gettop(W), status, ok = 0;
+  c.file = file;
+  c.f = f;
+  c.n = 0;
+  c.rerr = 0;
+  c.code = code;
+  lua_pushcfunction(W, pcompile);
+  lua_pushlightuserdata(W, &c);
+  status = lua_pcall(W, 1, 1, 0);
+  if (ferror(f)) {  /* ignore results from 'lua_load' */
+    char buf[128];
+    ur_buf_addf(err, "cannot read %s: %s", file,
+                strerror_r(c.rerr, buf, sizeof(buf)));
   }
-  if (W == NULL) {  /* read only: hand over the text */
-    ur_buf_add(code, text, len);
-    ok = !code->oom;
-    if (!ok) ur_buf_adds(err, "not enough memory");
-    goto done;
-  }
-  if (luaL_loadbufferx(W, text, len, name.p, NULL) != LUA_OK) {
-    const char *msg = lua_tostring(W, -1);  /* pushed by the loader */
+  else if (status != LUA_OK || !lua_isfunction(W, -1)) {
+    const char *msg = lua_tostring(W, -1);
     ur_buf_adds(err, msg ? msg : "(error object is not a string)");
   }
-  else if (lua_dump(W, writer, code, 0) != 0 || code->oom)
+  else if (code->oom)
     ur_buf_adds(err, "not enough memory");
   else
     ok = 1;
-  lua_settop(W, 0);  /* pop the chunk or the message */
- done:
-  ur_buf_free(&src);
-  ur_buf_free(&tmp);
-  ur_buf_free(&name);
+  fclose(f);
+  lua_settop(W, top);  /* pop the chunk or the message */
+  if (!ok) {  /* no partial bytecode */
+    ur_buf_free(code);
+    code->oom = 0;
+  }
   return ok;
 }

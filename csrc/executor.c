@@ -13,10 +13,21 @@
 ** fields while the job is UR_RUNNING; the Lua thread owns them
 ** otherwise.  Whoever sees a job last frees it: the owner through
 ** 'ur_exec_release', or the worker when the owner let go (orphan).
+**
+** Fork: the child of a 'fork' has none of the workers, and a copy of
+** the lock as the fork found it.  A 'pthread_atfork' handler holds the
+** lock across the fork (so the queue is consistent), and in the child
+** makes a fresh lock and conditions, puts the jobs that were running
+** back at the head of the queue, their partial outputs dropped (leaked:
+** a worker may have been writing them), and starts new workers: at
+** once if jobs are queued (their owners wait for them), else on the
+** next use.  Orphans that were running are dropped (leaked) too.
 */
 
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "ur.h"
@@ -25,12 +36,51 @@
 #define DEFAULT_MINTHREADS 4
 #define DEFAULT_MAXTHREADS 8
 
+/* a worker state still this large (KB) after a full collection is
+   closed, to be made anew; one that grew larger while compiling gives
+   its freed memory back to the system */
+#define MAXSTATEKB 256
+
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t lock;
 static uv_cond_t work_cond;   /* signalled when a job is queued */
 static uv_cond_t done_cond;   /* broadcast when a job is done */
 static ur_job *head, *tail;   /* queue of UR_QUEUED jobs */
+static ur_job *running;       /* UR_RUNNING jobs, linked by 'next' */
 static int nthreads;          /* threads running; 0 if none could start */
+static int ready;             /* 'lock' and conditions are usable */
+static int restart;           /* a fork child: start workers anew */
+
+
+/*
+** Give back the memory of the last compilation: a full collection; a
+** state still large after it is closed (NULL: make a new one).
+*/
+static lua_State *shrink (lua_State *W) {
+  int kb;
+  if (W == NULL) return NULL;
+  kb = lua_gc(W, LUA_GCCOUNT);
+  lua_gc(W, LUA_GCCOLLECT);
+  if (lua_gc(W, LUA_GCCOUNT) > MAXSTATEKB) {
+    lua_close(W);
+    W = NULL;
+  }
+  if (kb > MAXSTATEKB) {
+#if defined(__GLIBC__)
+    malloc_trim(0);  /* freed pages of every arena back to the system */
+#endif
+  }
+  return W;
+}
+
+
+/* take 'job' off the list of running jobs (lock held) */
+static void unrun (ur_job *job) {
+  ur_job **p = &running;
+  while (*p != job)
+    p = &(*p)->next;
+  *p = job->next;
+}
 
 
 /*
@@ -50,10 +100,14 @@ static void worker (void *arg) {
     head = job->next;
     if (head == NULL) tail = NULL;
     job->state = UR_RUNNING;
+    job->next = running;
+    running = job;
     uv_mutex_unlock(&lock);
     if (W == NULL) W = luaL_newstate();
     ur_job_run(job, W);
+    W = shrink(W);
     uv_mutex_lock(&lock);
+    unrun(job);
     if (job->orphan) {  /* owner is gone: results go nowhere */
       uv_mutex_unlock(&lock);
       ur_job_free(job);
@@ -100,12 +154,9 @@ static void pin_self (void) {
 }
 
 
-static void start (void) {
+/* start the workers (lock held, or no other thread yet) */
+static void startthreads (void) {
   int i, n = wanted_threads();
-  if (uv_mutex_init(&lock) != 0 || uv_cond_init(&work_cond) != 0 ||
-      uv_cond_init(&done_cond) != 0)
-    return;  /* 'nthreads' stays 0: every submission fails */
-  pin_self();
   for (i = 0; i < n; i++) {
     uv_thread_t t;
     if (uv_thread_create(&t, worker, NULL) != 0) break;
@@ -114,9 +165,101 @@ static void start (void) {
 }
 
 
+/* drop the outputs of a job interrupted by a fork (leaking them) */
+static void resetjob (ur_job *job) {
+  int i;
+  for (i = 0; i < job->nsteps; i++) {
+    job->steps[i].lib = NULL;
+    job->steps[i].libfile = NULL;
+  }
+  job->outcome = UR_NOTFOUND;
+  job->found = 0;
+  job->msg.p = NULL;
+  job->msg.n = job->msg.cap = 0;
+  job->msg.oom = 0;
+  job->file = NULL;
+  job->code = NULL;
+  job->codelen = 0;
+  job->lib = NULL;
+  job->open = NULL;
+}
+
+
+/* before a fork: hold the lock, so that the child's queue is whole */
+static void beforefork (void) {
+  uv_mutex_lock(&lock);
+}
+
+
+/* after a fork, in the parent: go on */
+static void afterfork_parent (void) {
+  uv_mutex_unlock(&lock);
+}
+
+
+/*
+** In the child of a fork, the only thread.  The lock is held (by the
+** parent's forking thread, which is this one) and the conditions may
+** count waiters that do not exist here: all are made anew.  Jobs that
+** were running go back to the queue, to be run again from the start.
+*/
+static void afterfork_child (void) {
+  ur_job *job, *next;
+  if (uv_mutex_init(&lock) != 0 || uv_cond_init(&work_cond) != 0 ||
+      uv_cond_init(&done_cond) != 0)
+    abort();  /* cannot happen with glibc; nothing sane to do */
+  for (job = running; job != NULL; job = next) {
+    next = job->next;
+    if (job->orphan) continue;  /* nobody wants it: leaked */
+    resetjob(job);
+    job->state = UR_QUEUED;
+    job->next = head;
+    head = job;
+    if (tail == NULL) tail = job;
+  }
+  running = NULL;
+  nthreads = 0;
+  restart = 1;
+  if (head != NULL) {  /* owners wait for these */
+    restart = 0;
+    startthreads();
+  }
+}
+
+
+/*
+** Start the executor (once per process): lock, conditions, fork
+** handlers, workers.  On failure 'ready' or 'nthreads' stays 0.
+*/
+static void start (void) {
+  if (uv_mutex_init(&lock) != 0 || uv_cond_init(&work_cond) != 0 ||
+      uv_cond_init(&done_cond) != 0)
+    return;  /* 'ready' stays 0: every submission fails */
+  pin_self();
+  if (pthread_atfork(beforefork, afterfork_parent, afterfork_child) != 0)
+    return;  /* a fork child would hang: better have no executor */
+  ready = 1;
+  startthreads();
+}
+
+
+/*
+** Number of executor threads; starts them on first call, and again on
+** the first call in the child of a fork.  0: no executor.
+*/
 int ur_exec_threads (void) {
+  int n;
   uv_once(&once, start);
-  return nthreads;
+  if (!ready)  /* could not start at all */
+    return 0;
+  uv_mutex_lock(&lock);
+  if (restart) {  /* first use in a fork child */
+    restart = 0;
+    startthreads();
+  }
+  n = nthreads;
+  uv_mutex_unlock(&lock);
+  return n;
 }
 
 

@@ -81,6 +81,25 @@ void ur_buf_free (ur_buf *b) {
 /* }====================================================== */
 
 
+/*
+** Make 'b' say "not enough memory", in place when it has the room (no
+** allocation then), else anew after dropping what it held.  Should even
+** that fail, 'b' is left empty with 'oom' set.
+*/
+void ur_buf_nomem (ur_buf *b) {
+  static const char nomem[] = "not enough memory";
+  if (b->p != NULL && b->cap > sizeof(nomem)) {
+    memcpy(b->p, nomem, sizeof(nomem));
+    b->n = sizeof(nomem) - 1;
+    b->oom = 0;
+    return;
+  }
+  ur_buf_free(b);
+  b->oom = 0;
+  ur_buf_add(b, nomem, sizeof(nomem) - 1);
+}
+
+
 /* replace every occurrence of 'pat' in 's' by 'rep', into 'b' */
 static void addgsub (ur_buf *b, const char *s, const char *pat,
                      const char *rep) {
@@ -99,19 +118,21 @@ static void addgsub (ur_buf *b, const char *s, const char *pat,
 ** 'package.searchpath' for the executor.  Returns the first file (a
 ** malloc'ed name) of the templates in 'path', with '?' replaced by
 ** 'name' (its dots made slashes), that 'fopen(f, "r")' opens, as
-** loadlib.c's 'readable' decides; the open FILE goes to '*fp' if 'fp'
-** is not NULL (so that the file is read from the very open that found
-** it), else it is closed.  On a miss returns NULL, appending to 'msg'
-** the "no file '...'" lines of every template.
+** loadlib.c's 'readable' decides (opened close-on-exec, so that no
+** child process started meanwhile inherits it); the open FILE goes to
+** '*fp' if 'fp' is not NULL (so that the file is read from the very
+** open that found it), else it is closed.  On a miss returns NULL,
+** appending to 'msg' the "no file '...'" lines of every template.  Out
+** of memory, returns NULL with '*nomem' set.
 */
 static char *searchpath (const char *name, const char *path,
-                         ur_buf *msg, FILE **fp) {
+                         ur_buf *msg, FILE **fp, int *nomem) {
   ur_buf nm = {NULL, 0, 0, 0}, files = {NULL, 0, 0, 0};
   char *found = NULL;
   addgsub(&nm, name, ".", LUA_DIRSEP);
   addgsub(&files, path, LUA_PATH_MARK, nm.p ? nm.p : "");
   if (files.oom || nm.oom) {
-    ur_buf_adds(msg, "not enough memory");
+    *nomem = 1;
     goto done;
   }
   if (files.n > 0) {  /* an empty list names no file at all */
@@ -120,8 +141,9 @@ static char *searchpath (const char *name, const char *path,
       char *sep = strchr(f, *LUA_PATH_SEP);
       FILE *file;
       if (sep != NULL) *sep = '\0';
-      if ((file = fopen(f, "r")) != NULL) {
+      if ((file = fopen(f, "re")) != NULL) {
         found = strdup(f);
+        if (found == NULL) *nomem = 1;
         if (fp != NULL && found != NULL) *fp = file;
         else fclose(file);
         goto done;
@@ -145,26 +167,44 @@ static char *searchpath (const char *name, const char *path,
 /* the error of a searcher that found a file it could not load */
 static void loaderror (ur_job *job, const char *file, ur_buf *why) {
   job->outcome = UR_RAISE;
-  job->msg.n = 0;
+  ur_buf_free(&job->msg);
+  job->msg.oom = 0;
   ur_buf_addf(&job->msg, "error loading module '%s' from file '%s':\n\t",
               job->name, file);
-  ur_buf_add(&job->msg, why->p ? why->p : "", why->n);
+  if (why->oom)
+    ur_buf_adds(&job->msg, "not enough memory");
+  else
+    ur_buf_add(&job->msg, why->p ? why->p : "", why->n);
 }
 
 
-/* Lua searcher: found 'file', open as 'f'; compile it (closes 'f') */
+/*
+** Lua searcher: found 'file', open as 'f'; compile it in 'W' (closes
+** 'f').  On the Lua thread ('inplace'), with 'fileonly' the Lua thread
+** loads the file itself: only the name is handed over; without it the
+** file is compiled here in a state of its own, to bytecode as well.
+*/
 static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
-  if (ur_compile(W, file, f, &code, &err)) {
+  lua_State *own = NULL;
+  job->file = file;
+  if (job->inplace && job->fileonly) {
+    fclose(f);
+    job->outcome = UR_FOUND;
+    return;
+  }
+  if (W == NULL && (W = own = luaL_newstate()) == NULL) {
+    fclose(f);
+    ur_buf_adds(&err, "not enough memory");
+  }
+  else if (ur_compile(W, file, f, &code, &err)) {
     job->outcome = UR_FOUND;
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
-    job->file = file;
-    return;
   }
-  loaderror(job, file, &err);
-  job->file = file;
-  ur_buf_free(&code);
+  if (own != NULL) lua_close(own);
+  if (job->outcome != UR_FOUND)
+    loaderror(job, file, &err);
   ur_buf_free(&err);
 }
 
@@ -181,6 +221,11 @@ static int cstep (ur_job *job, ur_step *s, char *file) {
     job->outcome = UR_FOUND;
     job->file = file;
   }
+  else if (stat == UR_ERRMEM) {
+    job->outcome = UR_RAISE;
+    ur_buf_nomem(&job->msg);
+    free(file);
+  }
   else if (s->kind == UR_STEP_CROOT && stat == UR_ERRFUNC) {
     ur_buf_addf(&job->msg, "\n\tno module '%s' in file '%s'", job->name,
                 file);
@@ -196,61 +241,68 @@ static int cstep (ur_job *job, ur_step *s, char *file) {
 }
 
 
-/*
-** Run 'job': on an executor thread, compiling in that thread's state
-** 'W' (NULL if it could not be created); or, with 'inplace', on the
-** Lua thread, which compiles the text itself.
-*/
-void ur_job_run (ur_job *job, lua_State *W) {
+/* run the steps of 'job' (see 'ur_job_run'); 1 if out of memory */
+static int runsteps (ur_job *job, lua_State *W) {
   int i;
-  job->outcome = UR_NOTFOUND;
-  if (W == NULL && !job->inplace) {
-    job->outcome = UR_RAISE;
-    ur_buf_adds(&job->msg, "not enough memory");
-    return;
-  }
   for (i = 0; i < job->nsteps; i++) {
     ur_step *s = &job->steps[i];
     const char *dot = strchr(job->name, '.');
     char *file;
     FILE *f = NULL;
+    int nomem = 0;
     if (s->kind == UR_STEP_CROOT && dot == NULL)
       continue;  /* a root name has no Croot: no message either */
     if (s->path == NULL) {  /* as 'findfile' raises */
       job->outcome = UR_RAISE;
-      job->msg.n = 0;
+      ur_buf_free(&job->msg);
+      job->msg.oom = 0;
       ur_buf_addf(&job->msg, "'package.%s' must be a string",
                   s->kind == UR_STEP_LUA ? "path" : "cpath");
-      return;
+      return job->msg.oom;
     }
     ur_buf_adds(&job->msg, "\n\t");
     if (s->kind == UR_STEP_CROOT) {  /* search for the root library */
       char *root = strndup(job->name, (size_t)(dot - job->name));
-      file = root ? searchpath(root, s->path, &job->msg, NULL) : NULL;
+      if (root == NULL) return 1;
+      file = searchpath(root, s->path, &job->msg, NULL, &nomem);
       free(root);
     }
     else
       file = searchpath(job->name, s->path, &job->msg,
-                        s->kind == UR_STEP_LUA ? &f : NULL);
+                        s->kind == UR_STEP_LUA ? &f : NULL, &nomem);
+    if (nomem) return 1;
     if (file == NULL)
       continue;
-    if (!job->msg.oom) {  /* found: drop the "\n\t" prefix */
-      job->msg.n -= 2;
-      job->msg.p[job->msg.n] = '\0';
+    if (job->msg.oom) {  /* the messages are lost anyway */
+      free(file);
+      if (f != NULL) fclose(f);
+      return 1;
     }
+    job->msg.n -= 2;  /* found: drop the "\n\t" prefix */
+    job->msg.p[job->msg.n] = '\0';
     job->found = i;
     if (s->kind == UR_STEP_LUA) {
-      luastep(job, job->inplace ? NULL : W, file, f);
-      return;
+      luastep(job, W, file, f);
+      return job->outcome == UR_RAISE && job->msg.oom;
     }
     if (!cstep(job, s, file))
-      return;
+      return job->outcome == UR_RAISE && job->msg.oom;
   }
-  if (job->msg.oom) {
+  return job->msg.oom;
+}
+
+
+/*
+** Run 'job': on an executor thread, compiling in that thread's state
+** 'W' (NULL if it could not be created); or, with 'inplace', on the
+** Lua thread (W NULL).  Out of memory anywhere, the job raises "not
+** enough memory".
+*/
+void ur_job_run (ur_job *job, lua_State *W) {
+  job->outcome = UR_NOTFOUND;
+  if ((W == NULL && !job->inplace) || runsteps(job, W)) {
     job->outcome = UR_RAISE;
-    job->msg.oom = 0;
-    job->msg.n = 0;
-    ur_buf_adds(&job->msg, "not enough memory");
+    ur_buf_nomem(&job->msg);
   }
 }
 

@@ -45,6 +45,9 @@ void ur_buf_add (ur_buf *b, const char *s, size_t len);
 void ur_buf_adds (ur_buf *b, const char *s);
 void ur_buf_addf (ur_buf *b, const char *fmt, ...);
 void ur_buf_free (ur_buf *b);
+/* make 'b' hold just "not enough memory" (empty, 'oom' set, if even
+   that fails) */
+void ur_buf_nomem (ur_buf *b);
 
 /* }====================================================== */
 
@@ -69,7 +72,9 @@ typedef struct ur_step {
 enum {
   UR_NOTFOUND,  /* every step missed: 'msg' holds their messages */
   UR_FOUND,     /* step 'found' found a loader: see 'file', 'code', 'open' */
-  UR_RAISE      /* a step failed for real: 'msg' is the error to raise */
+  UR_RAISE      /* a step failed for real: 'msg' is the error to raise
+                   ("not enough memory" when memory ran out, or, should
+                   even that fail, empty with 'msg.oom' set) */
 };
 
 /* job life cycle, guarded by the executor's lock once submitted
@@ -81,7 +86,14 @@ typedef struct ur_job ur_job;
 struct ur_job {
   /* --- input, written by the Lua thread before submission --- */
   char *name;                 /* module name */
-  int inplace;                /* run on the Lua thread: keep the source */
+  int inplace;                /* run on the Lua thread (W NULL) */
+  int fileonly;               /* with 'inplace': a Lua module found is
+                                 not read at all: 'code' stays NULL and
+                                 the Lua thread loads 'file' itself,
+                                 with luaL_loadfilex(L, file, NULL), as
+                                 stock does.  Without it an in-place
+                                 job compiles too (in a lua_State of its
+                                 own), and 'code' holds bytecode */
   int nsteps;
   ur_step steps[UR_MAXSTEPS];
   /* --- output, written by the worker, read after UR_DONE --- */
@@ -89,16 +101,16 @@ struct ur_job {
   int found;                  /* index of the step that found it */
   ur_buf msg;                 /* messages ("\n\t..." each) or error */
   char *file;                 /* file where the loader was found */
-  char *code;                 /* Lua: bytecode (with debug info), or the
-                                 source as the parser sees it if
-                                 'inplace' */
+  char *code;                 /* Lua: bytecode (with debug info and
+                                 its chunk name "@file"); NULL with
+                                 'fileonly' */
   size_t codelen;
   void *lib;                  /* C: handle from dlopen, or NULL */
   lua_CFunction open;         /* C: the luaopen_* function */
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
   int orphan;                 /* owner let go while running */
-  ur_job *next;               /* queue link */
+  ur_job *next;               /* queue link, or running-list link */
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
@@ -111,8 +123,9 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
-/* compile.c: read 'f' (file 'file') and compile it in 'W' (if W is
-   NULL, only read it: 'code' gets the text the parser would see) */
+/* compile.c: compile file 'file', open as 'f' (closed), in 'W',
+   streaming it: 1 and bytecode in 'code', or 0 and the message of
+   'luaL_loadfilex' in 'err' */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err);
 
@@ -122,6 +135,7 @@ int ur_clib_load (const char *file, const char *name, void **lib,
 /* clib.c: error codes of 'ur_clib_load' (as in loadlib.c) */
 #define UR_ERRLIB   1
 #define UR_ERRFUNC  2
+#define UR_ERRMEM   3   /* out of memory: no library is left open */
 /* clib.c: close a library handle that nobody kept */
 void ur_clib_close (void *lib);
 /* clib.c: hand a library handle to registry._CLIBS (Lua thread);
@@ -133,6 +147,12 @@ int ur_clib_keep (lua_State *L, const char *file, void *lib);
 
 /* {======================================================
 ** Executor (executor.c)
+**
+** It survives 'fork': in the child, jobs that were queued or running
+** in the parent are run (again, from the start) by new workers, and
+** complete for their owners.  The loop that their completion signals
+** wake is the owner's business: libuv wants 'uv_loop_fork' called on
+** it in the child.
 ** ======================================================= */
 
 /* queue 'job'; its 'async' (if any) is signalled when it is done */
