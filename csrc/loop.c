@@ -18,6 +18,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ur.h"
 #include "uvrequire.h"
@@ -254,6 +255,10 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   int err;
   if (rt->closed)
     luaL_error(L, "uvrequire: the state is closing");
+  if (rt->loop == &rt->own && rt->pid != (long)getpid()) {
+    uv_loop_fork(&rt->own);  /* a forked child: renew the loop's kernel */
+    rt->pid = (long)getpid();  /* state (epoll, the async's eventfd) */
+  }
   if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn ||
                            rt->timers != NULL))
     return rt->loop;  /* busy: stay */
@@ -267,6 +272,7 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
     if ((err = uv_loop_init(&rt->own)) != 0)
       luaL_error(L, "uvrequire: cannot create a loop: %s", uv_strerror(err));
     loop = &rt->own;
+    rt->pid = (long)getpid();
   }
   if ((w = (ur_wakeh *)malloc(sizeof(*w))) == NULL ||
       (err = uv_async_init(loop, &w->h, onwake)) != 0) {

@@ -320,7 +320,7 @@ static int findloader (lua_State *L) {
       }
       ur_sched_consume(L, tok);  /* no executor: run it here */
     }
-    ld->job->inplace = 1;
+    ld->job->inplace = ld->job->fileonly = 1;
     ur_job_run(ld->job, NULL);
     return afterjob(L);
   }
@@ -447,6 +447,11 @@ static int afterjob (lua_State *L) {
         return failraise(L);
       }
     }
+  }
+  if (job->msg.oom) {  /* even its message was lost */
+    ur_load_dropjob(L, ld);
+    lua_pushliteral(L, "not enough memory");
+    return failraise(L);
   }
   switch (job->outcome) {
     case UR_RAISE:
@@ -612,7 +617,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
     }
     if (ld->job == NULL) return findloader(L);
     if (ur_exec_takeback(ld->job)) {
-      ld->job->inplace = 1;
+      ld->job->inplace = ld->job->fileonly = 1;
       ur_job_run(ld->job, NULL);
     }
     else

@@ -83,6 +83,10 @@ static int finish (lua_State *L) {
   box *b = (box *)lua_touserdata(L, 2);
   ur_job *job = b->job;
   ur_step *s = &job->steps[0];
+  if (job->msg.oom) {  /* even its message was lost */
+    release(b);
+    return luaL_error(L, "not enough memory");
+  }
   if (job->outcome == UR_RAISE) {
     lua_pushlstring(L, job->msg.p, job->msg.n);
     release(b);
@@ -184,7 +188,7 @@ static int searcher (lua_State *L) {
       return waitjob(L);
     }
   }
-  job->inplace = 1;  /* where it cannot wait: in place, as stock */
+  job->inplace = job->fileonly = 1;  /* where it cannot wait: as stock */
   ur_job_run(job, NULL);
   return finish(L);
 }

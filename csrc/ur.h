@@ -205,6 +205,7 @@ typedef struct ur_runtime {
   lua_CFunction turn;   /* the scheduler's turn, called on the loop */
   lua_CFunction ontimer;  /* called on the loop as ontimer(id) */
   ur_timer *timers;     /* timers running (next/prev) */
+  long pid;             /* process that set up 'own' (fork: redo) */
 } ur_runtime;
 
 /* loop.c */
