@@ -68,7 +68,8 @@ bench: deps all
 demo: deps all
 	$(LUA) examples/demo.lua
 
-# The spec suite with AddressSanitizer and UBSan.
+# The spec suite with AddressSanitizer and UBSan, then the embedding
+# host built with them (and LeakSanitizer on).
 asan: deps
 	@$(MAKE) --no-print-directory clean
 	@$(MAKE) --no-print-directory all \
@@ -76,6 +77,9 @@ asan: deps
 	  LDFLAGS="-fsanitize=address,undefined"
 	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UVREQUIRE_ASAN=1 bash spec/run.sh
+	@$(MAKE) --no-print-directory $(HOST) \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+	@ASAN_OPTIONS=detect_leaks=1 bash spec/checks/host.sh
 	@$(MAKE) --no-print-directory clean
 
 # The executor's concurrency specs with ThreadSanitizer: any report
