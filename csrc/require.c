@@ -45,6 +45,7 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx);
 static int afterjob (lua_State *L);
 static int callloader (lua_State *L);
 static int k_searched (lua_State *L, int status, lua_KContext ctx);
+static int searched (lua_State *L, int status);
 static int step (lua_State *L);
 
 
@@ -304,10 +305,14 @@ static int findloader (lua_State *L) {
       return failraise(L);
     }
     if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
+      int n;
       lua_pushstring(L, name);
       if (!ur_sched_cansuspend(L))  /* call it, as stock (protected) */
-        return k_searched(L, lua_pcall(L, 1, 2, 0), 0);
-      return k_searched(L, lua_pcallk(L, 1, 2, 0, 0, k_searched), 0);
+        n = searched(L, lua_pcall(L, 1, 2, 0));
+      else
+        n = searched(L, lua_pcallk(L, 1, 2, 0, 0, k_searched));
+      if (n >= 0) return n;
+      continue;  /* (a loop, not a call: 100,000 searchers are fine) */
     }
     lua_pop(L, 1);  /* pop searcher */
     ld->next = buildjob(L, ld->next, ld);
@@ -332,11 +337,11 @@ static int findloader (lua_State *L) {
 ** results) or raised.  In a task it may have yielded (calling the
 ** standard searchers, which then wait for the executor): a load taken
 ** over meanwhile is now a waiter's.  A loader found runs (a task's at
-** the loop's next turn); a message is kept; the search goes on.
+** the loop's next turn); a message is kept.  Returns the frame's
+** results, or -1: go on with the next searcher.
 */
-static int k_searched (lua_State *L, int status, lua_KContext ctx) {
+static int searched (lua_State *L, int status) {
   ur_load *ld = frameload(L);
-  (void)ctx;
   if (ld->driver != L) {  /* taken over while it searched: a waiter */
     lua_settop(L, FRAME);
     return step(L);
@@ -359,7 +364,16 @@ static int k_searched (lua_State *L, int status, lua_KContext ctx) {
   }
   else
     lua_pop(L, 2);  /* no message */
-  ld->next++;
+  return -1;
+}
+
+
+/* continuation of a searcher that yielded (its C stack is gone) */
+static int k_searched (lua_State *L, int status, lua_KContext ctx) {
+  int n = searched(L, status);
+  (void)ctx;
+  if (n >= 0) return n;
+  frameload(L)->next++;
   return findloader(L);
 }
 
