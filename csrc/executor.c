@@ -307,6 +307,20 @@ void ur_exec_detach (ur_job *job) {
 }
 
 
+/*
+** Give 'job' a new completion signal 'async'.  Returns 1 if the job is
+** done already (its signal, if any, went elsewhere): the caller sends.
+*/
+int ur_exec_attach (ur_job *job, uv_async_t *async) {
+  int done;
+  uv_mutex_lock(&lock);
+  job->async = async;
+  done = (job->state == UR_DONE);
+  uv_mutex_unlock(&lock);
+  return done;
+}
+
+
 /* remove a queued 'job' from the queue (lock held) */
 static void unqueue (ur_job *job) {
   ur_job **p = &head;

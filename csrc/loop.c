@@ -211,6 +211,37 @@ static void leaveloop (ur_runtime *rt) {
 }
 
 
+/*
+** In a forked child, on our own loop: renew the loop's kernel state
+** (epoll, the eventfd behind async handles) and give the jobs in flight
+** a new wake-up handle.  The old one may hold a signal sent to the old
+** eventfd, marked pending, which would swallow every later one; the
+** workers (the executor restarts them in the child) are off it first.
+*/
+static void renewafterfork (lua_State *L, ur_runtime *rt) {
+  ur_wakeh *w;
+  ur_job *j;
+  int err, done = 0;
+  rt->pid = (long)getpid();
+  for (j = rt->jobs; j != NULL; j = j->lnext)
+    ur_exec_detach(j);
+  uv_loop_fork(&rt->own);
+  closewake(rt);
+  if ((w = (ur_wakeh *)malloc(sizeof(*w))) == NULL ||
+      (err = uv_async_init(&rt->own, &w->h, onwake)) != 0) {
+    free(w);
+    luaL_error(L, "uvrequire: cannot set up the loop after fork");
+  }
+  w->h.data = NULL;
+  w->rt = rt;
+  rt->wake = w;
+  for (j = rt->jobs; j != NULL; j = j->lnext)
+    done |= ur_exec_attach(j, &w->h);
+  ur_runtime_refresh(rt);
+  if (done || rt->rlen > 0) uv_async_send(&w->h);
+}
+
+
 /* luv's context, if luv was loaded in this state and has a loop */
 static luvctx *luvcontext (lua_State *L) {
   luvctx *ctx = NULL;
@@ -255,10 +286,8 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   int err;
   if (rt->closed)
     luaL_error(L, "uvrequire: the state is closing");
-  if (rt->loop == &rt->own && rt->pid != (long)getpid()) {
-    uv_loop_fork(&rt->own);  /* a forked child: renew the loop's kernel */
-    rt->pid = (long)getpid();  /* state (epoll, the async's eventfd) */
-  }
+  if (rt->loop == &rt->own && rt->pid != (long)getpid())
+    renewafterfork(L, rt);
   if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn ||
                            rt->timers != NULL))
     return rt->loop;  /* busy: stay */

@@ -165,6 +165,8 @@ void ur_exec_release (ur_job *job);
 int ur_exec_isdone (ur_job *job);
 /* detach the completion signal of 'job' (before closing it) */
 void ur_exec_detach (ur_job *job);
+/* give 'job' a new completion signal; 1 if it is done already */
+int ur_exec_attach (ur_job *job, uv_async_t *async);
 /* number of executor threads (starts them on first call) */
 int ur_exec_threads (void);
 /* take a queued 'job' back (1: it is the owner's again, UR_NEW) */
