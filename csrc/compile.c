@@ -36,17 +36,33 @@ typedef struct Compile {
 } Compile;
 
 
+/* reading time and bytes of this thread's current compile (stats) */
+static __thread uint64_t readns;
+static __thread size_t readbytes;
+
+
+void ur_compile_readstats (uint64_t *ns, size_t *bytes) {
+  *ns = readns;
+  *bytes = readbytes;
+}
+
+
 /* lua_Reader over the file: pre-read bytes first, then blocks */
 static const char *getF (lua_State *W, void *ud, size_t *size) {
   Compile *c = (Compile *)ud;
+  uint64_t t0;
   (void)W;
   if (c->n > 0) {  /* are there pre-read bytes to be read? */
     *size = (size_t)c->n;
     c->n = 0;
+    readbytes += *size;
     return c->buff;
   }
   if (feof(c->f) || ferror(c->f)) return NULL;
+  t0 = uv_hrtime();
   *size = fread(c->buff, 1, sizeof(c->buff), c->f);
+  readns += uv_hrtime() - t0;
+  readbytes += *size;
   if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
   return c->buff;
 }
@@ -124,6 +140,8 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err) {
   Compile c;
   int top = lua_gettop(W), status, ok = 0;
+  readns = 0;
+  readbytes = 0;
   c.file = file;
   c.f = f;
   c.n = 0;

@@ -90,7 +90,6 @@ static void unrun (ur_job *job) {
 */
 static void worker (void *arg) {
   lua_State *W = NULL;
-  (void)arg;
   for (;;) {
     ur_job *job;
     uv_mutex_lock(&lock);
@@ -104,7 +103,10 @@ static void worker (void *arg) {
     running = job;
     uv_mutex_unlock(&lock);
     if (W == NULL) W = luaL_newstate();
+    job->worker = (int)(intptr_t)arg;
+    job->t_start = uv_hrtime();
     ur_job_run(job, W);
+    job->t_end = uv_hrtime();
     W = shrink(W);
     uv_mutex_lock(&lock);
     unrun(job);
@@ -159,7 +161,8 @@ static void startthreads (void) {
   int i, n = wanted_threads();
   for (i = 0; i < n; i++) {
     uv_thread_t t;
-    if (uv_thread_create(&t, worker, NULL) != 0) break;
+    if (uv_thread_create(&t, worker, (void *)(intptr_t)(i + 1)) != 0)
+      break;
     nthreads++;
   }
 }

@@ -12,7 +12,7 @@
 
 /* user values of a load record */
 #define UV_NAME     1
-#define UV_SPARE    2  /* (unused) */
+#define UV_PARENT   2  /* the load whose body asked for this one */
 #define UV_WAITERS  3  /* tokens of the waiting threads, in order */
 #define UV_VALUE    4  /* provisional, then final value */
 #define UV_DATA     5  /* loader data, or the error of a failed load */

@@ -320,6 +320,15 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
 }
 
 
+/* is a loop that uvrequire serves (or luv's) running now? */
+int ur_runtime_running (lua_State *L, ur_runtime *rt) {
+  luvctx *ctx;
+  if (rt->running || rt->inturn) return 1;
+  ctx = luvcontext(L);
+  return ctx != NULL && ctx->mode != -1;
+}
+
+
 /*
 ** core.setloop(loop): what 'uvrequire_set_loop' calls.  With nothing in
 ** flight, records the host's loop (a light userdata) for the next

@@ -25,6 +25,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ur.h"
 #include "lualib.h"
@@ -47,6 +48,7 @@ static int callloader (lua_State *L);
 static int k_searched (lua_State *L, int status, lua_KContext ctx);
 static int searched (lua_State *L, int status);
 static int step (lua_State *L);
+static int detect (lua_State *L, ur_runtime *rt, const char *name);
 
 
 /* {======================================================
@@ -225,6 +227,17 @@ static int buildjob (lua_State *L, int i, ur_load *ld) {
 #define frameload(L)  ((ur_load *)lua_touserdata(L, LOADIDX))
 
 
+/* run the load's job here, in place, as stock would (timed) */
+static void runhere (ur_load *ld) {
+  ur_job *job = ld->job;
+  job->inplace = job->fileonly = 1;
+  job->t_start = uv_hrtime();
+  ur_job_run(job, NULL);
+  job->t_end = uv_hrtime();
+  ld->st.insync_ns += job->t_end - job->t_start;
+}
+
+
 /*
 ** The driver's load failed with the error at the top: end it (waiters
 ** get this very error), restore the chain, and raise the error.
@@ -306,6 +319,9 @@ static int findloader (lua_State *L) {
     }
     if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
       int n;
+      ld->st.searcher = (lua_tocfunction(L, -1) == stdsearcher[0] &&
+                         stdsearcher[0] != NULL) ? "preload" : "other";
+      ld->st.l0 = uv_hrtime();  /* (a loader it finds is loaded now) */
       lua_pushstring(L, name);
       if (!ur_sched_cansuspend(L))  /* call it, as stock (protected) */
         n = searched(L, lua_pcall(L, 1, 2, 0));
@@ -325,8 +341,7 @@ static int findloader (lua_State *L) {
       }
       ur_sched_consume(L, tok);  /* no executor: run it here */
     }
-    ld->job->inplace = ld->job->fileonly = 1;
-    ur_job_run(ld->job, NULL);
+    runhere(ld);
     return afterjob(L);
   }
 }
@@ -348,6 +363,8 @@ static int searched (lua_State *L, int status) {
   }
   if (status != LUA_OK && status != LUA_YIELD)
     return failraise(L);
+  ld->st.l1 = uv_hrtime();
+  ld->st.search_ns += ld->st.l1 - ld->st.l0;  /* the searcher's time */
   if (lua_isfunction(L, -2)) {  /* found a loader */
     if (status == LUA_YIELD && ur_sched_cansuspend(L)) {
       ur_load_setloader(L, LOADIDX);  /* body at the next turn */
@@ -462,6 +479,7 @@ static int afterjob (lua_State *L) {
       }
     }
   }
+  ur_stats_job(ld, job);
   if (job->msg.oom) {  /* even its message was lost */
     ur_load_dropjob(L, ld);
     lua_pushliteral(L, "not enough memory");
@@ -479,6 +497,15 @@ static int afterjob (lua_State *L) {
       return findloader(L);  /* 'next' is past the job's searchers */
     default:  /* UR_FOUND */
       split = !job->inplace;
+      ld->st.searcher = job->steps[job->found].kind == UR_STEP_LUA ? "lua"
+                      : job->steps[job->found].kind == UR_STEP_C ? "c"
+                      : "croot";
+      ld->st.l0 = uv_hrtime();
+      if (job->inplace && job->steps[job->found].kind == UR_STEP_LUA) {
+        struct stat sb;  /* read and compiled by luaL_loadfilex here */
+        ld->st.inplace = 1;
+        if (stat(job->file, &sb) == 0) ld->st.bytes = (size_t)sb.st_size;
+      }
       if (job->steps[job->found].kind != UR_STEP_LUA) {
         lua_pushcfunction(L, job->open);
         ld->copen = 1;
@@ -491,6 +518,7 @@ static int afterjob (lua_State *L) {
         return failraise(L);
       }
       lua_pushstring(L, job->file);  /* loader data */
+      ld->st.l1 = uv_hrtime();
       ur_load_dropjob(L, ld);
       if (split && ur_sched_cansuspend(L)) {
         ur_load_setloader(L, LOADIDX);  /* pops both */
@@ -515,6 +543,10 @@ static int afterjob (lua_State *L) {
 static int callloader (lua_State *L) {
   ur_load *ld = frameload(L);
   ld->state = UR_LRUN;
+  ld->st.b0 = uv_hrtime();
+  if (ld->st.l1 < ld->st.l0 || ld->st.l1 == 0)
+    ld->st.l1 = ld->st.b0 < ld->st.l0 ? ld->st.l0 : ld->st.b0;
+  ld->st.stalled = ur_runtime_running(L, ur_runtime_get(L));
   lua_rotate(L, -2, 1);  /* function <-> loader data */
   lua_pushvalue(L, 1);  /* name is 1st argument to module loader */
   lua_pushvalue(L, -3);  /* loader data is 2nd argument */
@@ -536,6 +568,7 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   if (status != LUA_OK && status != LUA_YIELD)
     return failraise(L);
+  ur_stats_end(L, LOADIDX, -2);  /* (loader data below the result) */
   ur_load_unguard(L, LOADIDX);
   if (!lua_isnil(L, -1))  /* non-nil return? */
     lua_setfield(L, 2, name);  /* LOADED[name] = returned value */
@@ -630,10 +663,8 @@ static int syncwait (lua_State *L, ur_load *ld) {
       return callloader(L);
     }
     if (ld->job == NULL) return findloader(L);
-    if (ur_exec_takeback(ld->job)) {
-      ld->job->inplace = ld->job->fileonly = 1;
-      ur_job_run(ld->job, NULL);
-    }
+    if (ur_exec_takeback(ld->job))
+      runhere(ld);
     else
       ur_exec_wait(ld->job);
     return afterjob(L);
@@ -727,6 +758,10 @@ static int dorequire (lua_State *L, const char *fname) {
       return 1;  /* as stock, they may find it */
     lua_pop(L, 1);
   }
+  if (ur_runtime_get(L)->detect != 0) {  /* a blocking require? */
+    int n = detect(L, ur_runtime_get(L), name);
+    if (n >= 0) return n;
+  }
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
     return luaL_error(L, "'package.searchers' must be a table");
   if ((ld = ur_load_find(L, name)) != NULL) {  /* LOADIDX */
@@ -740,7 +775,43 @@ static int dorequire (lua_State *L, const char *fname) {
   ld = ur_load_new(L, name);  /* LOADIDX */
   ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
   ur_load_drive(L, LOADIDX, ld);
+  lua_getiuservalue(L, FRAME, 2);  /* the thread's load before this */
+  ur_stats_begin(L, LOADIDX, -1);
+  lua_pop(L, 1);
   return findloader(L);
+}
+
+
+/*
+** The detector: a require that cannot wait by yielding, of a module not
+** loaded yet, while a loop uvrequire serves is running, blocks that
+** loop.  "strict": raise instead of loading.  "warn": load, then report
+** how long it blocked (once per module and call site).  Returns -1 to
+** go on as usual, else the results of this 'require'.
+*/
+static int detect (lua_State *L, ur_runtime *rt, const char *name) {
+  uint64_t t0;
+  int n, status, site;
+  if (rt->detect == 0 || rt->blocking > 0 || ur_sched_cansuspend(L) ||
+      !ur_runtime_running(L, rt))
+    return -1;
+  ur_stats_pushsite(L);
+  site = lua_gettop(L);
+  if (rt->detect == 2)
+    return luaL_error(L, "blocking require of '%s' inside the event loop "
+                         "at %s", name, lua_tostring(L, site));
+  lua_Debug ar;  /* load it through this very 'require', reentered */
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
+    return -1;
+  lua_pushvalue(L, 1);
+  rt->blocking++;
+  t0 = uv_hrtime();
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  rt->blocking--;
+  ur_stats_reportblock(L, name, site, uv_hrtime() - t0);
+  if (status != LUA_OK) return lua_error(L);
+  n = lua_gettop(L) - site;
+  return n;
 }
 
 

@@ -202,6 +202,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
   }
+  ur_compile_readstats(&job->read_ns, &job->srcbytes);
   if (own != NULL) lua_close(own);
   if (job->outcome != UR_FOUND)
     loaderror(job, file, &err);
@@ -281,6 +282,7 @@ static int runsteps (ur_job *job, lua_State *W) {
     job->msg.n -= 2;  /* found: drop the "\n\t" prefix */
     job->msg.p[job->msg.n] = '\0';
     job->found = i;
+    job->t_found = uv_hrtime();
     if (s->kind == UR_STEP_LUA) {
       luastep(job, W, file, f);
       return job->outcome == UR_RAISE && job->msg.oom;

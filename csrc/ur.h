@@ -115,6 +115,11 @@ struct ur_job {
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
   int delivered;              /* its completion reached the scheduler */
+  /* --- timing, for uvrequire.stats (uv_hrtime ns; 0: not set) --- */
+  uint64_t t_start, t_found, t_end;  /* run began, file found, ended */
+  uint64_t read_ns;           /* of which reading the source */
+  size_t srcbytes;            /* bytes of source read */
+  int worker;                 /* executor thread (1..n), 0: Lua thread */
   lua_Integer token;          /* token of the thread waiting for it */
 };
 
@@ -126,6 +131,9 @@ void ur_job_free (ur_job *job);
 /* compile.c: compile file 'file', open as 'f' (closed), in 'W',
    streaming it: 1 and bytecode in 'code', or 0 and the message of
    'luaL_loadfilex' in 'err' */
+/* compile.c: time (ns) and bytes the calling thread's last compile
+   spent reading its file */
+void ur_compile_readstats (uint64_t *ns, size_t *bytes);
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err);
 
@@ -208,6 +216,10 @@ typedef struct ur_runtime {
   lua_CFunction ontimer;  /* called on the loop as ontimer(id) */
   ur_timer *timers;     /* timers running (next/prev) */
   long pid;             /* process that set up 'own' (fork: redo) */
+  /* observability (stats.c) */
+  int detect;           /* blocking requires: 0 off, 1 warn, 2 strict */
+  int importtime;       /* print the importtime table */
+  int blocking;         /* inside a reported blocking require */
 } ur_runtime;
 
 /* loop.c */
@@ -218,6 +230,9 @@ void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 void ur_runtime_signal (ur_runtime *rt);
 void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
+/* is a loop that uvrequire serves running now (luv's, ours, or ours
+   calling back)? */
+int ur_runtime_running (lua_State *L, ur_runtime *rt);
 /* start a timer calling 'rt->ontimer(id)' after 'ms'; may raise */
 void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
                        lua_Integer id);
@@ -282,6 +297,19 @@ void ur_sched_pushpending (lua_State *L);
    due, body running, ended */
 enum { UR_LSEARCH, UR_LREADY, UR_LRUN, UR_LDONE, UR_LFAIL };
 
+/* a load's timings for uvrequire.stats (uv_hrtime ns) */
+typedef struct ur_load_stats {
+  uint64_t t0, t1;      /* require began, load ended */
+  uint64_t l0, l1;      /* chunk loading on the Lua thread */
+  uint64_t b0;          /* body began */
+  uint64_t wstart, wfound, wend;  /* the job on its worker */
+  uint64_t search_ns, read_ns, compile_ns, insync_ns, childns;
+  size_t bytes;
+  const char *searcher; /* "preload", "lua", "c", "croot", "other" */
+  int worker, depth, cached, stalled;
+  int inplace;          /* loaded by luaL_loadfilex: load is compile */
+} ur_load_stats;
+
 typedef struct ur_load {
   ur_job *job;          /* job in flight or done, owned; or NULL */
   ur_runtime *rt;       /* runtime the job was submitted to */
@@ -291,6 +319,7 @@ typedef struct ur_load {
   int hadfalse;         /* LOADED[name] was false when it started */
   lua_State *driver;    /* thread driving the load, or NULL */
   lua_Integer dtoken;   /* token under which the driver waits, or 0 */
+  ur_load_stats st;
 } ur_load;
 
 void ur_load_init (lua_State *L);
@@ -335,6 +364,14 @@ int ur_l_stdkind (lua_State *L);
 void ur_require_init (lua_State *L);
 int ur_searchers_kind (lua_State *L, int idx);
 void ur_searchers_register (lua_State *L);
+/* stats.c */
+void ur_stats_begin (lua_State *L, int idx, int prev);
+void ur_stats_job (ur_load *ld, ur_job *job);
+void ur_stats_end (lua_State *L, int idx, int loaddata);
+void ur_stats_pushsite (lua_State *L);
+void ur_stats_reportblock (lua_State *L, const char *name, int site,
+                           uint64_t ns);
+void ur_stats_register (lua_State *L);
 int ur_require_calledbystock (lua_State *L, int level);
 void ur_loaded_guard (lua_State *L, int req);
 int ur_loaded_foreign (lua_State *L, int idx);

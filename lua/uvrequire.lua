@@ -64,7 +64,10 @@ end
 
 local options = {
   wait = { tasks = true, any = true },
+  detect = { warn = true, strict = true, off = true },
 }
+
+local installed = false  -- install() ran once: stats start from there
 
 --- Make the global `require` uvrequire's. Idempotent.
 -- @param[opt] opts `{ wait = "tasks" | "any" }`: who waits by yielding
@@ -83,6 +86,14 @@ function M.install(opts)
     end
   end
   core.setmode(opts.wait or "tasks")
+  local detect = opts.detect or "warn"
+  local env = os.getenv("UVREQUIRE_DETECT")
+  if options.detect[env] then detect = env end
+  core.setobserve(detect, os.getenv("UVREQUIRE_IMPORTTIME") == "1")
+  if not installed then
+    installed = true
+    core.stats(true)  -- records from here on
+  end
   if rawget(_G, "require") ~= core.require then
     replaced = rawget(_G, "require")
     _G.require = core.require
@@ -100,6 +111,77 @@ function M.uninstall()
   replaced = nil
   restoresearchers()
   return M
+end
+
+--- Records of the modules loaded since install(), in load order: name,
+-- path, searcher, parent, cached, bytes, and times in ms (search_ms,
+-- read_ms, compile_ms, load_ms, body_ms, wait_ms, stall_ms).
+function M.stats()
+  local out = {}
+  for i, r in ipairs(core.stats()) do
+    local c = {}
+    for k, v in pairs(r) do
+      if k ~= "_phases" then c[k] = v end
+    end
+    out[i] = c
+  end
+  return out
+end
+
+--- Report blocking requires with `fn(msg, name, site, ms)` instead of
+-- writing them to stderr; `nil` restores stderr.
+function M.on_block(fn)
+  if fn ~= nil then expect(1, "on_block", "function", fn) end
+  debug.getregistry()["uvrequire.on_block"] = fn
+end
+
+local tracefile = os.getenv("UVREQUIRE_TRACE")
+
+--- Write a Chrome trace-event JSON of the imports to `file` when the
+-- state closes (as UVREQUIRE_TRACE=file does); `nil` cancels it.
+function M.trace(file)
+  if file ~= nil then expect(1, "trace", "string", file) end
+  tracefile = file
+end
+
+-- The trace: complete events ("ph": "X") per module and phase; the Lua
+-- thread is tid 0, executor threads 1..n.
+local function jstr(s)  -- a JSON string
+  return '"' .. tostring(s):gsub('[%c"\\]', function(c)
+    return ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function writetrace(file)
+  local ev, t0 = {}, math.huge
+  local records = core.stats()
+  for _, r in ipairs(records) do t0 = math.min(t0, r._phases[1]) end
+  local function event(name, cat, tid, a, b, args)
+    if a and b and a > 0 and b >= a then
+      ev[#ev + 1] = ('{"name":%s,"cat":"%s","ph":"X","pid":1,"tid":%d,'
+        .. '"ts":%.3f,"dur":%.3f,"args":{%s}}')
+        :format(jstr(name), cat, tid, a - t0, b - a, args)
+    end
+  end
+  for _, r in ipairs(records) do
+    local p = r._phases
+    local args = ('"module":%s,"path":%s'):format(jstr(r.name),
+                                                  jstr(r.path or ""))
+    event(r.name, "import", 0, p[1], p[8], args)
+    if p[9] > 0 then
+      event(r.name .. " (search)", "search", p[9], p[2], p[3], args)
+      event(r.name .. " (read+compile)", "compile", p[9], p[3], p[4], args)
+    end
+    event(r.name .. " (load)", "load", 0, p[5], p[6], args)
+    event(r.name .. " (body)", "body", 0, p[7], p[8], args)
+  end
+  local meta = '{"name":"thread_name","ph":"M","pid":1,"tid":0,' ..
+               '"args":{"name":"Lua thread"}}'
+  local f = io.open(file, "w")
+  if not f then return end
+  f:write('{"traceEvents": [', meta, #ev > 0 and ",\n" or "",
+          table.concat(ev, ",\n"), ']}\n')
+  f:close()
 end
 
 --- Report errors that nobody claimed with `fn(msg, task)` instead of
@@ -239,6 +321,7 @@ local kept = {}  -- errors of other coroutines, kept for run()
 -- At state close, report what run() was never called again to raise.
 local closer = setmetatable({}, { __gc = function()
   for _, e in ipairs(kept) do core.report(e) end
+  if tracefile then pcall(writetrace, tracefile) end
 end })
 M[closer] = true  -- anchored for the life of the module
 

@@ -59,6 +59,7 @@ build = {
         "csrc/sched.c",
         "csrc/search.c",
         "csrc/searchers.c",
+        "csrc/stats.c",
       },
       libraries = { "uv", "pthread", "dl" },
       incdirs = { "$(LIBUV_INCDIR)" },

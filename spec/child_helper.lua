@@ -18,8 +18,12 @@ K.ROOT = cwd()
 --- The first line of LUA_PATH/LUA_CPATH for a child: the fresh build,
 -- by absolute path, then `dir` (the modules a spec wrote), then the
 -- system's paths (luv, cqueues).
+-- (These specs compare with stock Lua: the blocking-require detector,
+-- whose warnings stock never prints, is off; spec/detect_spec.lua
+-- tests it.)
 function K.env(dir)
-  return ("LUA_PATH='%s/lua/?.lua;%s/?.lua;;' LUA_CPATH='%s/build/?.so;;'")
+  return ("UVREQUIRE_DETECT=off " ..
+          "LUA_PATH='%s/lua/?.lua;%s/?.lua;;' LUA_CPATH='%s/build/?.so;;'")
          :format(K.ROOT, dir, K.ROOT)
 end
 
