@@ -98,6 +98,7 @@ void ur_stats_end (lua_State *L, int idx, int loaddata) {
   ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   ur_load_stats *st = &ld->st;
   ur_load *p;
+  uint64_t body;
   idx = lua_absindex(L, idx);
   loaddata = lua_absindex(L, loaddata);
   st->t1 = uv_hrtime();
@@ -136,9 +137,12 @@ void ur_stats_end (lua_State *L, int idx, int loaddata) {
     setnum(L, "compile_ms", ms(st->compile_ns));
     setnum(L, "load_ms", ms(st->l1 - st->l0));
   }
-  setnum(L, "body_ms", ms(st->t1 - st->b0));
+  /* the body's own time: without the nested imports it waited for */
+  body = st->t1 - st->b0;
+  body = body > st->childns ? body - st->childns : 0;
+  setnum(L, "body_ms", ms(body));
   setnum(L, "wait_ms", ms(st->t1 - st->t0));
-  setnum(L, "stall_ms", st->stalled ? ms(st->l1 - st->l0 + st->t1 - st->b0
+  setnum(L, "stall_ms", st->stalled ? ms(st->l1 - st->l0 + body
                                          + st->insync_ns) : 0);
   /* the phases on their tracks, for traces: { t0, ws, wf, we, l0, l1,
      b0, b1 } in us from uv_hrtime, and the worker (0: none) */
@@ -165,8 +169,9 @@ void ur_stats_end (lua_State *L, int idx, int loaddata) {
 
 /* core.stats([clear]): the records so far (the list itself) */
 static int l_stats (lua_State *L) {
+  int clear = lua_toboolean(L, 1);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATS);
-  if (lua_toboolean(L, 1)) {
+  if (clear) {
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &STATS);
     lua_newtable(L);

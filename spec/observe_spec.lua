@@ -154,12 +154,14 @@ for _, rec in ipairs(U.stats()) do
   end
   print(table.concat(line, " "))
 end
+print(#U.stats(), #U.stats())  -- reading them changes nothing
 ]], "", { K.install() })
       assert.equals(
         "op :preload: preload nil false 0 t t t t t t t\n" ..
         "oc oc.lua lua ob false b t t t t t t t\n" ..
         "ob ob.lua lua oa false b t t t t t t t\n" ..
-        "oa oa.lua lua nil false b t t t t t t t\n", r.out)
+        "oa oa.lua lua nil false b t t t t t t t\n" ..
+        "4\t4\n", r.out)
       assert.equals("", r.err)
     end)
 
