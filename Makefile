@@ -139,9 +139,10 @@ pc:
 	    -e 's|@VERSION@|$(UVR_VERSION)|' uvrequire.pc.in >$(PC)
 
 install: $(CORE) pc
-	$(INSTALL) -d "$(DESTDIR)$(LUA_LMOD)" "$(DESTDIR)$(LUA_CMOD)/uvrequire" \
+	$(INSTALL) -d "$(DESTDIR)$(LUA_LMOD)/uvrequire" "$(DESTDIR)$(LUA_CMOD)/uvrequire" \
 	  "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
 	$(INSTALL) -m 644 lua/uvrequire.lua "$(DESTDIR)$(LUA_LMOD)/uvrequire.lua"
+	$(INSTALL) -m 644 lua/uvrequire/lazy.lua "$(DESTDIR)$(LUA_LMOD)/uvrequire/lazy.lua"
 	$(INSTALL) -m 755 $(CORE) "$(DESTDIR)$(LUA_CMOD)/uvrequire/core.so"
 	$(INSTALL) -m 644 csrc/uvrequire.h "$(DESTDIR)$(INCLUDEDIR)/uvrequire.h"
 	$(INSTALL) -m 644 $(PC) "$(DESTDIR)$(PKGCONFIGDIR)/uvrequire.pc"
@@ -150,7 +151,9 @@ install: $(CORE) pc
 # it made for the core, if empty).
 uninstall:
 	rm -f "$(DESTDIR)$(LUA_LMOD)/uvrequire.lua" \
+	  "$(DESTDIR)$(LUA_LMOD)/uvrequire/lazy.lua" \
 	  "$(DESTDIR)$(LUA_CMOD)/uvrequire/core.so" \
 	  "$(DESTDIR)$(INCLUDEDIR)/uvrequire.h" \
 	  "$(DESTDIR)$(PKGCONFIGDIR)/uvrequire.pc"
 	rmdir "$(DESTDIR)$(LUA_CMOD)/uvrequire" 2>/dev/null || true
+	rmdir "$(DESTDIR)$(LUA_LMOD)/uvrequire" 2>/dev/null || true

@@ -364,4 +364,5 @@ function M.sync(fn, ...)
   return table.unpack(r, 2, r.n)
 end
 
+M.lazy = require("uvrequire.lazy")(M)
 return M

@@ -66,6 +66,7 @@ build = {
       libdirs = { "$(LIBUV_LIBDIR)" },
     },
     uvrequire = "lua/uvrequire.lua",
+    ["uvrequire.lazy"] = "lua/uvrequire/lazy.lua",
   },
   install = {
     -- the embedding header, kept with the rock (not deployed)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # make install / make uninstall, staged: `make install DESTDIR=<tmp>
-# PREFIX=/usr` puts exactly uvrequire.lua, uvrequire/core.so,
-# uvrequire.h and uvrequire.pc where the Makefile says; a C host
-# (examples/host.c) builds with `pkg-config --cflags --libs uvrequire`
-# from the staged uvrequire.pc and runs with package.path/cpath reaching
-# the staged module only (LUA_PATH/LUA_CPATH); `make uninstall` with the
-# same variables leaves no file behind.  Exit 0: pass.
+# PREFIX=/usr` puts exactly uvrequire.lua, uvrequire/lazy.lua,
+# uvrequire/core.so, uvrequire.h and uvrequire.pc where the Makefile
+# says; a C host (examples/host.c) builds with `pkg-config --cflags
+# --libs uvrequire` from the staged uvrequire.pc and runs with
+# package.path/cpath reaching the staged modules only
+# (LUA_PATH/LUA_CPATH); `make uninstall` with the same variables leaves
+# no file behind.  Exit 0: pass.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
@@ -24,13 +25,14 @@ fi
 want="$stage/usr/include/uvrequire.h
 $stage/usr/lib/lua/5.4/uvrequire/core.so
 $stage/usr/lib/pkgconfig/uvrequire.pc
-$stage/usr/share/lua/5.4/uvrequire.lua"
+$stage/usr/share/lua/5.4/uvrequire.lua
+$stage/usr/share/lua/5.4/uvrequire/lazy.lua"
 got=$(find "$stage" ! -type d | LC_ALL=C sort)
 if [ "$got" != "$want" ]; then
   echo "installed:"; echo "$got"; echo "expected:"; echo "$want"
-  fail "make install did not install exactly the four files"
+  fail "make install did not install exactly the five files"
 fi
-echo "make install: 4 files under $stage/usr"
+echo "make install: 5 files under $stage/usr"
 
 # 2. Build the host with the staged uvrequire.pc.  Its includedir is
 # /usr/include: the header is staged under $stage, so that -I is added
@@ -91,5 +93,7 @@ if [ -n "$left" ]; then
 fi
 [ ! -e "$stage/usr/lib/lua/5.4/uvrequire" ] ||
   fail "make uninstall left the uvrequire/ directory of the core"
+[ ! -e "$stage/usr/share/lua/5.4/uvrequire" ] ||
+  fail "make uninstall left the uvrequire/ directory of lazy.lua"
 echo "make uninstall: no file left"
 echo "install check: passed"
