@@ -32,6 +32,7 @@
 
 
 #define LOADIDX   4
+#define SPLIT_BYTES  (64 * 1024)  /* bytecode size from which to split */
 #define FRAME     5  /* the guard, to-be-closed: nothing goes below */
 
 
@@ -496,7 +497,10 @@ static int afterjob (lua_State *L) {
       ur_load_dropjob(L, ld);
       return findloader(L);  /* 'next' is past the job's searchers */
     default:  /* UR_FOUND */
-      split = !job->inplace;
+      /* a big chunk's body runs a turn after it is loaded, so that the
+         two never stall the loop in the same turn; a small one's at
+         once (a turn more would cost more than it spreads) */
+      split = !job->inplace && job->codelen >= SPLIT_BYTES;
       ld->st.searcher = job->steps[job->found].kind == UR_STEP_LUA ? "lua"
                       : job->steps[job->found].kind == UR_STEP_C ? "c"
                       : "croot";

@@ -180,10 +180,14 @@ describe("the first requester closed between chunk loaded and body started",
     return false
   end
 
+  -- only a big chunk's body waits a turn after the chunk is loaded (a
+  -- small one's runs at once): make it big (some 200 KB of bytecode)
+  local BIG = ("local _ = { %s }\n"):format(("1, "):rep(20000))
+
   it("hands the load to a second waiting task, which gets the module",
      function()
     local file = dir .. "/ip_window.lua"
-    H.write(file, "RUNS.w = (RUNS.w or 0) + 1\nreturn { w = true }")
+    H.write(file, BIG .. "RUNS.w = (RUNS.w or 0) + 1\nreturn { w = true }")
     local t1 = U.spawn(U.require, "ip_window")
     local t2 = U.spawn(U.require, "ip_window")
     assert.is_false(t1:done())
@@ -204,7 +208,7 @@ describe("the first requester closed between chunk loaded and body started",
 
   it("gives the load up without a trace when no one else waits", function()
     local file = dir .. "/ip_window.lua"
-    H.write(file, "RUNS.w = (RUNS.w or 0) + 1\nreturn { w = true }")
+    H.write(file, BIG .. "RUNS.w = (RUNS.w or 0) + 1\nreturn { w = true }")
     local t1 = U.spawn(U.require, "ip_window")
     until_(function() return RUNS.w ~= nil or chunkloaded(t1.co, file) end,
            "the chunk was loaded")
