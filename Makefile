@@ -48,6 +48,11 @@ $(B)/fixtures/%.so: spec/fixtures/csrc/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -shared -o $@ $<
 
+$(B)/minihost: examples/minihost.c csrc/uvrequire.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -Icsrc -o $@ $< \
+	  $(shell pkg-config --libs $(PKGS)) -Wl,-E
+
 $(HOST): examples/host.c csrc/uvrequire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -Icsrc -o $@ $< \
