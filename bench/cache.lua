@@ -1,6 +1,7 @@
 --- bench/cache.lua: the bytecode cache, cold versus warm.
 --
 -- Run:   lua5.4 bench/cache.lua [--reps N] [--small N] [--tasks N]
+--                              [--large BYTES]
 --        (from the repo root, after `make all`)
 --
 -- Writes --small (default 200) generated small modules once, then times
@@ -14,6 +15,8 @@
 --          entry written)
 --   warm:  the cache written by earlier runs (every module a hit)
 --   stock: stock `require`, sequentially, in the same kind of child
+-- Then the same for one generated large module (--large, default 2e6
+-- bytes of source), imported from one task.
 -- Prints medians (ms) and warm/cold, warm/off ratios.  Files are in the
 -- page cache: this measures CPU cost, not disk latency, except for the
 -- cold runs' file creations.  The cache directory goes under /tmp, or
@@ -23,13 +26,14 @@
 local ROOT = (arg and arg[0] or ""):match("^(.*/)bench/[^/]+$") or "./"
 local gen = dofile(ROOT .. "bench/gen.lua")
 
-local opt = { reps = 7, small = 200, tasks = 20 }
+local opt = { reps = 7, small = 200, tasks = 20, large = 2e6 }
 do
   local i = 1
   while arg[i] do
     local k = arg[i]:match("^%-%-(%w+)$")
     assert(k and opt[k] and tonumber(arg[i + 1]),
-           "usage: lua5.4 bench/cache.lua [--reps N] [--small N] [--tasks N]")
+           "usage: lua5.4 bench/cache.lua [--reps N] [--small N] " ..
+           "[--tasks N] [--large BYTES]")
     opt[k] = math.tointeger(tonumber(arg[i + 1]))
     i = i + 2
   end
@@ -62,8 +66,9 @@ local function median(t)
   return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
 end
 
-local function main(dir)
-  local names = gen.small(dir, opt.small, "cache")
+-- Time the import of the modules `names` (written in `dir`) in every
+-- mode; print a table row of medians.
+local function measure(dir, label, names)
   local list = dir .. "/names.txt"
   local f = assert(io.open(list, "w"))
   f:write(table.concat(names, "\n"), "\n")
@@ -92,21 +97,30 @@ local function main(dir)
     res.off[r] = t
     os.execute("rm -rf '" .. cache .. "'")
     t, h, m, w = child("UVREQUIRE_CACHE='" .. cache .. "'")
-    assert(h == 0 and m == opt.small and w == opt.small, "cold run hit")
+    assert(h == 0 and m == #names and w == #names, "cold run hit")
     res.cold[r] = t
     t, h, m, w = child("UVREQUIRE_CACHE='" .. cache .. "'")
-    assert(h == opt.small and m == 0 and w == 0, "warm run missed")
+    assert(h == #names and m == 0 and w == 0, "warm run missed")
     res.warm[r] = t
     res.stock[r] = child("UVREQUIRE_CACHE=off", true)
   end
-  local m = {}
-  for k, v in pairs(res) do m[k] = median(v) end
-  print(("%d small modules, %d tasks, %d rounds, medians (ms):")
-        :format(opt.small, opt.tasks, opt.reps))
-  print("| stock (sequential) | off | cold | warm | warm/cold | warm/off |")
-  print("|---|---|---|---|---|---|")
-  print(("| %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |"):format(
-    m.stock, m.off, m.cold, m.warm, m.warm / m.cold, m.warm / m.off))
+  os.execute("rm -rf '" .. cache .. "'")
+  local md = {}
+  for k, v in pairs(res) do md[k] = median(v) end
+  print(("| %s | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f |"):format(label,
+    md.stock, md.off, md.cold, md.warm, md.warm / md.cold, md.warm / md.off))
+end
+
+local function main(dir)
+  print(("%d tasks, %d rounds, medians (ms); cache under %s:")
+        :format(opt.tasks, opt.reps, os.getenv("CACHE_PARENT") or "/tmp"))
+  print("| import | stock (sequential) | off | cold | warm | warm/cold " ..
+        "| warm/off |")
+  print("|---|---|---|---|---|---|---|")
+  measure(dir, ("%d small modules"):format(opt.small),
+          gen.small(dir, opt.small, "cache"))
+  local name, _, size = gen.large(dir, opt.large, "cache")
+  measure(dir, ("one module of %.1f MB"):format(size / 1e6), { name })
 end
 
 local dir = gen.tmpdir("uvrcache")

@@ -77,8 +77,11 @@ local function entries(cache)
   return t
 end
 
-local function mode(path) return (sh("stat -c %a '" .. path .. "'"):gsub("%s", "")) end
-local function owner(path) return (sh("stat -c %U '" .. path .. "'"):gsub("%s", "")) end
+local function stat(fmt, path)
+  return (sh("stat -c " .. fmt .. " '" .. path .. "'"):gsub("%s", ""))
+end
+local function mode(path) return stat("%a", path) end
+local function owner(path) return stat("%U", path) end
 
 describe("bytecode cache", function()
   local dir, cache, env
@@ -262,7 +265,8 @@ describe("bytecode cache", function()
       "function M.value() return inner(true) end\n" ..
       "function M.info()\n" ..
       "  local i = debug.getinfo(inner, 'S')\n" ..
-      "  return i.source .. ' ' .. i.linedefined .. '-' .. i.lastlinedefined\n" ..
+      "  return i.source .. ' ' .. i.linedefined .. '-' ..\n" ..
+      "    i.lastlinedefined\n" ..
       "end\n" ..
       "return M\n")
     local prog = [[
