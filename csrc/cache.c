@@ -58,7 +58,7 @@
 #define LUACHDR  (4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + \
                   sizeof(lua_Number))
 
-#define MAXPATHLEN_  65536  /* longest path an entry may hold */
+#define MAXPATH  65536  /* longest path an entry may hold */
 
 
 /* header of an entry (native byte order: a cache is per machine) */
@@ -99,26 +99,31 @@ static unsigned long nhits, nmisses, nwrites;  /* atomic counters */
 static unsigned int ntemp;     /* atomic: names temporary files */
 
 
+/* make 'setlock' (once per process) */
 static void initlock (void) {
   if (uv_mutex_init(&setlock) != 0) abort();  /* cannot fail on Linux */
 }
 
 
+/* add one to counter 'c' (any thread) */
 static void count (unsigned long *c) {
   __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 }
 
 
+/* the value of counter 'c' (any thread) */
 static unsigned long counted (unsigned long *c) {
   return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
 
 
+/* the directory in use, or NULL: off (any thread) */
 static const char *curdir (void) {
   return __atomic_load_n(&current, __ATOMIC_ACQUIRE);
 }
 
 
+/* 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
 uint64_t ur_hash (uint64_t h, const void *p, size_t n) {
   const unsigned char *s = (const unsigned char *)p;
   size_t i;
@@ -283,6 +288,11 @@ static int l_cachestats (lua_State *L) {
 }
 
 
+/*
+** Add 'setcache' and 'cachestats' to the table at the top; the first
+** time, set the directory from the environment and 'refhdr' from a
+** dump by 'L'.
+*/
 void ur_cache_register (lua_State *L) {
   uv_once(&once, initlock);
   uv_mutex_lock(&setlock);
@@ -311,7 +321,7 @@ static int trusted (const struct stat *st) {
 
 /* open directory 'dir' if it is trusted: its fd, or -1 (errno ENOENT:
    it does not exist) */
-static int opendir_ (const char *dir) {
+static int opentrusted (const char *dir) {
   struct stat st;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return -1;
@@ -468,8 +478,8 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len) {
 
 
 /*
-** Look 'file', open as 'f', up: see ur.h.  Every miss of a source the
-** cache could hold is counted, hit or miss; a source that is no
+** Look 'file', open as 'f', up: see ur.h.  Every look-up of a source
+** the cache could hold counts, as a hit or a miss; a source that is no
 ** regular file, or a cache that is off, counts nothing.
 */
 int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
@@ -487,15 +497,15 @@ int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
   k->size = (uint64_t)st.st_size;
   k->msec = (int64_t)st.st_mtim.tv_sec;
   k->mnsec = (int64_t)st.st_mtim.tv_nsec;
-  if (strlen(file) >= MAXPATHLEN_ ||
+  if (strlen(file) >= MAXPATH ||
       (k->abspath = absolute(file)) == NULL ||
-      strlen(k->abspath) >= MAXPATHLEN_)
+      strlen(k->abspath) >= MAXPATH)
     return 0;  /* no memory, or no working directory: no cache */
   snprintf(k->entry, sizeof(k->entry), "%016llx.luac",
            (unsigned long long)ur_hash(UR_HASHINIT, k->abspath,
                                        strlen(k->abspath)));
   count(&nmisses);  /* taken back on a hit */
-  k->dirfd = opendir_(dir);
+  k->dirfd = opentrusted(dir);
   if (k->dirfd < 0) {
     k->write = (errno == ENOENT);  /* made on the first write */
     return 0;
@@ -511,6 +521,13 @@ int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
 }
 
 
+/*
+** After a miss of 'k', store 'len' bytes of bytecode 'code' compiled
+** from the source read as 'sum' says: only if 'k' may write, and the
+** source was a text chunk read whole, of the size that 'fstat' gave.
+** The directory is made if it does not exist.  Any failure (disk
+** full, no memory) just leaves no entry, and no temporary file.
+*/
 void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
                    const ur_srcsum *sum) {
   Header h;
@@ -520,7 +537,7 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
     return;
   if (k->dirfd < 0) {  /* make the directory */
     makedirs(k->dir);
-    if ((k->dirfd = opendir_(k->dir)) < 0) return;
+    if ((k->dirfd = opentrusted(k->dir)) < 0) return;
   }
   makeheader(k, &h);
   h.srchash = sum->hash;
@@ -543,6 +560,7 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
 }
 
 
+/* free what 'k' holds (after 'ur_cache_get', hit or miss) */
 void ur_cache_done (ur_cachekey *k) {
   if (k->dirfd >= 0) close(k->dirfd);
   k->dirfd = -1;
