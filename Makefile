@@ -100,7 +100,7 @@ tsan: deps
 	@$(MAKE) --no-print-directory all \
 	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=thread"
-	@LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
+	@LD_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" UVREQUIRE_CACHE=off \
 	  UVREQUIRE_PRELOAD="$$($(CC) -print-file-name=libtsan.so)" \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66 \
 	    suppressions=$(CURDIR)/spec/tsan.supp" \

@@ -14,7 +14,8 @@
 ** the stream is the same, so it reads on); the chunk name is "@" ..
 ** path; a read error says "cannot read <path>: <strerror>", as
 ** lauxlib's 'errfile'.  The result is dumped *with* debug information
-** into a buffer that grows geometrically.
+** into a buffer that grows geometrically.  Every byte read from the
+** file is hashed on the way ('ur_srcsum'), for the bytecode cache.
 */
 
 #define _GNU_SOURCE
@@ -32,18 +33,29 @@ typedef struct Compile {
   int n;              /* number of pre-read bytes in 'buff' */
   int rerr;           /* errno of a failed read, or 0 */
   ur_buf *code;       /* out: bytecode */
+  ur_srcsum *sum;     /* out: hash and count of the bytes read */
   char buff[BUFSIZ];  /* area for reading the file */
 } Compile;
 
 
-/* reading time and bytes of this thread's current compile (stats) */
+/* reading time of this thread's current compile (stats) */
 static __thread uint64_t readns;
-static __thread size_t readbytes;
 
 
-void ur_compile_readstats (uint64_t *ns, size_t *bytes) {
-  *ns = readns;
-  *bytes = readbytes;
+uint64_t ur_compile_readns (void) {
+  return readns;
+}
+
+
+/* 'getc' on the file, hashing the byte read */
+static int cgetc (Compile *c) {
+  int ch = getc(c->f);
+  if (ch != EOF) {
+    unsigned char b = (unsigned char)ch;
+    c->sum->hash = ur_hash(c->sum->hash, &b, 1);
+    c->sum->n++;
+  }
+  return ch;
 }
 
 
@@ -55,24 +67,24 @@ static const char *getF (lua_State *W, void *ud, size_t *size) {
   if (c->n > 0) {  /* are there pre-read bytes to be read? */
     *size = (size_t)c->n;
     c->n = 0;
-    readbytes += *size;
     return c->buff;
   }
   if (feof(c->f) || ferror(c->f)) return NULL;
   t0 = uv_hrtime();
   *size = fread(c->buff, 1, sizeof(c->buff), c->f);
   readns += uv_hrtime() - t0;
-  readbytes += *size;
   if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
+  c->sum->hash = ur_hash(c->sum->hash, c->buff, *size);
+  c->sum->n += *size;
   return c->buff;
 }
 
 
 /* skip an optional BOM, as Lua 5.4.4 does; return the next byte */
-static int skipBOM (FILE *f) {
-  int c = getc(f);  /* read first character */
-  if (c == 0xEF && getc(f) == 0xBB && getc(f) == 0xBF)  /* correct BOM? */
-    return getc(f);  /* ignore BOM and return next char */
+static int skipBOM (Compile *cs) {
+  int c = cgetc(cs);  /* read first character */
+  if (c == 0xEF && cgetc(cs) == 0xBB && cgetc(cs) == 0xBF)  /* BOM? */
+    return cgetc(cs);  /* ignore BOM and return next char */
   else  /* no (valid) BOM */
     return c;  /* return first character */
 }
@@ -82,13 +94,13 @@ static int skipBOM (FILE *f) {
 ** Skip a first line starting with '#' (after an optional BOM).  Puts
 ** in '*cp' the first byte of the rest; returns 1 if a line was skipped.
 */
-static int skipcomment (FILE *f, int *cp) {
-  int c = *cp = skipBOM(f);
+static int skipcomment (Compile *cs, int *cp) {
+  int c = *cp = skipBOM(cs);
   if (c == '#') {  /* first line is a comment (Unix exec. file)? */
     do {  /* skip first line */
-      c = getc(f);
+      c = cgetc(cs);
     } while (c != EOF && c != '\n');
-    *cp = getc(f);  /* next character after comment, if present */
+    *cp = cgetc(cs);  /* next character after comment, if present */
     return 1;  /* there was a comment */
   }
   else return 0;  /* no comment */
@@ -114,10 +126,12 @@ static int pcompile (lua_State *W) {
   int ch;
   lua_pushfstring(W, "@%s", c->file);  /* chunk name */
   c->n = 0;
-  if (skipcomment(c->f, &ch))  /* read initial portion */
+  if (skipcomment(c, &ch))  /* read initial portion */
     c->buff[c->n++] = '\n';  /* add newline to correct line numbers */
-  if (ch == LUA_SIGNATURE[0])  /* binary file? */
+  if (ch == LUA_SIGNATURE[0]) {  /* binary file? */
     c->n = 0;  /* remove possible newline */
+    c->sum->binary = 1;
+  }
   if (ch != EOF)
     c->buff[c->n++] = (char)ch;  /* first byte of the stream */
   if (ferror(c->f)) c->rerr = errno;
@@ -134,19 +148,24 @@ static int pcompile (lua_State *W) {
 ** returns 1 with the bytecode in 'code'; on failure returns 0 with the
 ** loader's message in 'err' (a syntax error, "cannot read <file>:
 ** <reason>", or "not enough memory": what 'luaL_loadfilex' would have
-** pushed).  Leaves the stack of 'W' as it found it.
+** pushed).  Leaves the stack of 'W' as it found it.  In 'sum' goes
+** what was read: the hash and count of every byte read, and whether
+** the file was a text chunk read to its very end ('whole').
 */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
-                ur_buf *err) {
+                ur_buf *err, ur_srcsum *sum) {
   Compile c;
   int top = lua_gettop(W), status, ok = 0;
   readns = 0;
-  readbytes = 0;
   c.file = file;
   c.f = f;
   c.n = 0;
   c.rerr = 0;
   c.code = code;
+  c.sum = sum;
+  sum->hash = UR_HASHINIT;
+  sum->n = 0;
+  sum->binary = sum->whole = 0;
   lua_pushcfunction(W, pcompile);
   lua_pushlightuserdata(W, &c);
   status = lua_pcall(W, 1, 1, 0);
@@ -161,8 +180,10 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
   }
   else if (code->oom)
     ur_buf_adds(err, "not enough memory");
-  else
+  else {
     ok = 1;
+    sum->whole = !sum->binary && feof(f);
+  }
   fclose(f);
   lua_settop(W, top);  /* pop the chunk or the message */
   if (!ok) {  /* no partial bytecode */

@@ -180,29 +180,47 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 
 /*
 ** Lua searcher: found 'file', open as 'f'; compile it in 'W' (closes
-** 'f').  On the Lua thread ('inplace'), with 'fileonly' the Lua thread
-** loads the file itself: only the name is handed over; without it the
-** file is compiled here in a state of its own, to bytecode as well.
+** 'f').  On an executor thread the bytecode cache is asked first, and
+** given the bytecode after a miss.  On the Lua thread ('inplace'), with
+** 'fileonly' the Lua thread loads the file itself: only the name is
+** handed over; without it the file is compiled here in a state of its
+** own, to bytecode as well (no cache).
 */
 static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
   lua_State *own = NULL;
+  ur_cachekey k;
+  ur_srcsum sum;
   job->file = file;
   if (job->inplace && job->fileonly) {
     fclose(f);
     job->outcome = UR_FOUND;
     return;
   }
+  if (!job->inplace &&
+      ur_cache_get(&k, file, f, &job->code, &job->codelen)) {
+    fclose(f);
+    ur_cache_done(&k);
+    job->outcome = UR_FOUND;
+    job->cached = 1;
+    return;
+  }
   if (W == NULL && (W = own = luaL_newstate()) == NULL) {
     fclose(f);
     ur_buf_adds(&err, "not enough memory");
   }
-  else if (ur_compile(W, file, f, &code, &err)) {
+  else if (ur_compile(W, file, f, &code, &err, &sum)) {
     job->outcome = UR_FOUND;
+    if (!job->inplace)
+      ur_cache_put(&k, code.p, code.n, &sum);
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
   }
-  ur_compile_readstats(&job->read_ns, &job->srcbytes);
+  if (W != NULL) {  /* compiled (or tried): timings for stats */
+    job->read_ns = ur_compile_readns();
+    job->srcbytes = (size_t)sum.n;
+  }
+  if (!job->inplace) ur_cache_done(&k);
   if (own != NULL) lua_close(own);
   if (job->outcome != UR_FOUND)
     loaderror(job, file, &err);
@@ -302,6 +320,7 @@ static int runsteps (ur_job *job, lua_State *W) {
 */
 void ur_job_run (ur_job *job, lua_State *W) {
   job->outcome = UR_NOTFOUND;
+  job->cached = 0;
   if ((W == NULL && !job->inplace) || runsteps(job, W)) {
     job->outcome = UR_RAISE;
     ur_buf_nomem(&job->msg);

@@ -54,6 +54,7 @@ void ur_stats_job (ur_load *ld, ur_job *job) {
   st->search_ns += found - job->t_start;
   if (job->outcome == UR_FOUND) {
     uint64_t rest = job->t_end - found;
+    st->cached = job->cached;
     st->read_ns += job->read_ns;
     st->compile_ns += rest > job->read_ns ? rest - job->read_ns : 0;
     st->bytes = job->srcbytes ? job->srcbytes : job->codelen;

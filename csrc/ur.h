@@ -20,6 +20,7 @@
 #define ur_h
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <uv.h>
@@ -107,6 +108,8 @@ struct ur_job {
   size_t codelen;
   void *lib;                  /* C: handle from dlopen, or NULL */
   lua_CFunction open;         /* C: the luaopen_* function */
+  int cached;                 /* Lua: 'code' came from the bytecode
+                                 cache (cache.c), not from compiling */
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
   int orphan;                 /* owner let go while running */
@@ -128,14 +131,55 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
+/* what 'ur_compile' read of a source file */
+typedef struct ur_srcsum {
+  uint64_t hash;  /* 'ur_hash' of every byte read, in order */
+  uint64_t n;     /* number of bytes read */
+  int binary;     /* the file was a binary chunk */
+  int whole;      /* compiled, a text chunk read up to its end */
+} ur_srcsum;
+
 /* compile.c: compile file 'file', open as 'f' (closed), in 'W',
    streaming it: 1 and bytecode in 'code', or 0 and the message of
-   'luaL_loadfilex' in 'err' */
-/* compile.c: time (ns) and bytes the calling thread's last compile
-   spent reading its file */
-void ur_compile_readstats (uint64_t *ns, size_t *bytes);
+   'luaL_loadfilex' in 'err'; what was read goes to 'sum' */
+/* compile.c: time (ns) the calling thread's last compile spent reading
+   its file */
+uint64_t ur_compile_readns (void);
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
-                ur_buf *err);
+                ur_buf *err, ur_srcsum *sum);
+
+/* cache.c: 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
+#define UR_HASHINIT  UINT64_C(14695981039346656037)
+uint64_t ur_hash (uint64_t h, const void *p, size_t n);
+
+/* cache.c: a look-up in the bytecode cache, and what writing the
+   entry after a miss needs ('ur_cache_get' fills it in) */
+typedef struct ur_cachekey {
+  int write;            /* after a miss, may an entry be written? */
+  int dirfd;            /* the cache directory, or -1 (none yet) */
+  const char *dir;      /* its path (kept for the life of the process) */
+  const char *name;     /* the source as found (chunk name minus '@') */
+  char *abspath;        /* its absolute path (malloc'ed), or NULL */
+  char entry[24];       /* the entry's file name in 'dir' */
+  uint64_t size;        /* the source's size and mtime (fstat) */
+  int64_t msec, mnsec;
+} ur_cachekey;
+
+/* cache.c: look file 'file', open as 'f' and not read yet, up in the
+   cache (executor thread).  A hit returns 1 with the bytecode, in a
+   malloc'ed block, in '*code' and '*len'; a miss returns 0, 'f'
+   untouched.  Either way 'ur_cache_done' must follow. */
+int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
+                  size_t *len);
+/* cache.c: after a miss, store 'len' bytes of 'code', compiled from
+   the source read as 'sum' says (when it may: else nothing happens) */
+void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
+                   const ur_srcsum *sum);
+/* cache.c: free what 'k' holds */
+void ur_cache_done (ur_cachekey *k);
+/* cache.c: add 'setcache' and 'cachestats' to the table at the top and
+   set the process's cache directory from the environment, once */
+void ur_cache_register (lua_State *L);
 
 /* clib.c: dlopen 'file' and find the open function of 'name' */
 int ur_clib_load (const char *file, const char *name, void **lib,

@@ -62,16 +62,31 @@ local function expect(n, fname, expected, got, level)
   end
 end
 
+-- option -> its valid values: a set, or a predicate
 local options = {
   wait = { tasks = true, any = true },
   detect = { warn = true, strict = true, off = true },
+  cache = function(v)
+    return type(v) == "boolean" or (type(v) == "string" and v ~= "")
+  end,
 }
 
 local installed = false  -- install() ran once: stats start from there
 
+local function valid(allowed, v)
+  if type(allowed) == "function" then return allowed(v) end
+  return allowed[v]
+end
+
 --- Make the global `require` uvrequire's. Idempotent.
--- @param[opt] opts `{ wait = "tasks" | "any" }`: who waits by yielding
--- (default "tasks": only uvrequire tasks; "any": any coroutine).
+-- @param[opt] opts `{ wait = "tasks" | "any", detect = "warn" | "strict" |
+-- "off", cache = false | true | dir }`.
+-- `detect`: the blocking-require detector (UVREQUIRE_DETECT overrides it).
+-- `wait`: who waits by yielding (default "tasks": only uvrequire tasks;
+-- "any": any coroutine). `cache`: the bytecode cache, process-wide:
+-- false turns it off, true puts it back to its default (the
+-- environment's choice), a string makes it that directory (unless
+-- UVREQUIRE_CACHE=off); unset leaves it as it is.
 -- @return the module
 function M.install(opts)
   if opts ~= nil then expect(1, "install", "table", opts) end
@@ -80,12 +95,13 @@ function M.install(opts)
     local allowed = options[k]
     if not allowed then
       badarg(1, "install", ("unknown option '%s'"):format(tostring(k)))
-    elseif not allowed[v] then
+    elseif not valid(allowed, v) then
       badarg(1, "install", ("invalid value '%s' for option '%s'")
              :format(tostring(v), k))
     end
   end
   core.setmode(opts.wait or "tasks")
+  if opts.cache ~= nil then core.setcache(opts.cache) end
   local detect = opts.detect or "warn"
   local env = os.getenv("UVREQUIRE_DETECT")
   if options.detect[env] then detect = env end

@@ -1,0 +1,571 @@
+/*
+** cache.c: the bytecode cache.  An executor thread that compiles a Lua
+** module looks it up here first, and stores the bytecode here after
+** compiling it.
+**
+** Where: one directory per process, set on the Lua thread (set before
+** use: workers only load its pointer, atomically; every setting made is
+** kept for the life of the process, so a worker may hold an old one).
+** By default $UVREQUIRE_CACHE (a directory, or "off"), else
+** $XDG_CACHE_HOME/uvrequire, else $HOME/.cache/uvrequire.  It is made
+** on the first write, with its missing parents, each 0700.  A directory
+** or an entry that another user owns, or that its group or others may
+** write, is neither read nor written; entries are opened O_NOFOLLOW.
+**
+** An entry: file "<hash of the absolute path>.luac" holding a header
+** (below), the absolute path and the name the source was found as (the
+** chunk name minus '@'), and the bytecode dumped with debug
+** information.  It is used only if all of these match: the format
+** number, the Lua release, sizeof(lua_Integer) and sizeof(lua_Number);
+** the path and name; the source's size and mtime (ns); the hash of the
+** source's content (the source is still read and hashed on a hit: only
+** the compilation is saved); the entry's length; the hash of the
+** bytecode; and the bytecode's own header (LUAC_VERSION, format, sizes)
+** against a dump made by this Lua.  Anything else is a miss: the source
+** is compiled, and the entry rewritten (unless it is another user's).
+** Since the content hash covers exactly the bytes compiled, an entry
+** can only ever give the bytecode of the very source text (and chunk
+** name) at hand, whatever happened to the file meanwhile.  Entries are
+** written to a temporary file in the directory, then renamed into
+** place: a reader never sees half an entry.  The bytecode of a hit is
+** handed over as it is, not loaded on the executor thread: the hashes
+** stand for that.
+*/
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "ur.h"
+
+
+#if LUA_VERSION_NUM != 504
+#error "the bytecode cache knows the header of Lua 5.4 dumps only"
+#endif
+
+/* uvrequire's entry format: change it whenever an entry's meaning does */
+#define CACHE_FORMAT 1
+
+#define MAGIC  "uvrqbc\n"  /* 8 bytes with its '\0' */
+
+/* length of the header of a Lua 5.4 dump: signature, version, format,
+   LUAC_DATA, 3 sizes, LUAC_INT, LUAC_NUM */
+#define LUACHDR  (4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + \
+                  sizeof(lua_Number))
+
+#define MAXPATH  65536  /* longest path an entry may hold */
+
+
+/* header of an entry (native byte order: a cache is per machine) */
+typedef struct Header {
+  char magic[8];        /* MAGIC */
+  uint32_t format;      /* CACHE_FORMAT */
+  uint32_t release;     /* LUA_VERSION_RELEASE_NUM */
+  uint32_t intsize;     /* sizeof(lua_Integer) */
+  uint32_t numsize;     /* sizeof(lua_Number) */
+  uint32_t pathlen;     /* length of the absolute path that follows */
+  uint32_t namelen;     /* length of the name that follows it */
+  uint64_t size;        /* the source's size */
+  int64_t msec;         /* its mtime: seconds */
+  int64_t mnsec;        /* and nanoseconds */
+  uint64_t srchash;     /* 'ur_hash' of its content */
+  uint64_t codelen;     /* length of the bytecode, last in the entry */
+  uint64_t codehash;    /* 'ur_hash' of the bytecode */
+} Header;
+
+
+/* {======================================================
+** Settings and counters
+** ======================================================= */
+
+typedef struct Dir {
+  struct Dir *prev;     /* every setting ever made */
+  char path[1];         /* (allocated to its length) */
+} Dir;
+
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t setlock;     /* guards setters (Lua threads) */
+static int configured;         /* (setlock) the default is set */
+static Dir *dirs;              /* (setlock) settings kept */
+static const char *current;    /* atomic: directory in use, or NULL */
+static char refhdr[LUACHDR];   /* header of this Lua's dumps */
+static int refok;              /* atomic: 'refhdr' is set */
+static unsigned long nhits, nmisses, nwrites;  /* atomic counters */
+static unsigned int ntemp;     /* atomic: names temporary files */
+
+
+/* make 'setlock' (once per process) */
+static void initlock (void) {
+  if (uv_mutex_init(&setlock) != 0) abort();  /* cannot fail on Linux */
+}
+
+
+/* add one to counter 'c' (any thread) */
+static void count (unsigned long *c) {
+  __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+}
+
+
+/* the value of counter 'c' (any thread) */
+static unsigned long counted (unsigned long *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+
+/* the directory in use, or NULL: off (any thread) */
+static const char *curdir (void) {
+  return __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+}
+
+
+/* 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
+uint64_t ur_hash (uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i;
+  for (i = 0; i < n; i++) {
+    h ^= s[i];
+    h *= UINT64_C(1099511628211);
+  }
+  return h;
+}
+
+
+/*
+** 'a' .. "/" .. 'b' as a malloc'ed string ('b' alone if 'a' is NULL),
+** or NULL (no memory).
+*/
+static char *joinpath (const char *a, const char *b) {
+  size_t la = a ? strlen(a) : 0, lb = strlen(b);
+  char *p = (char *)malloc(la + lb + 2);
+  if (p == NULL) return NULL;
+  if (a != NULL) {
+    memcpy(p, a, la);
+    p[la++] = '/';
+  }
+  memcpy(p + la, b, lb + 1);
+  return p;
+}
+
+
+/* 'path' made absolute against the working directory (malloc'ed), or
+   NULL */
+static char *absolute (const char *path) {
+  char *cwd, *p;
+  if (path[0] == '/') return strdup(path);
+  if ((cwd = getcwd(NULL, 0)) == NULL) return NULL;
+  p = joinpath(cwd, path);
+  free(cwd);
+  return p;
+}
+
+
+/*
+** The default directory (malloc'ed), from the environment: NULL if the
+** cache is off, or if no directory can be named (or no memory).
+*/
+static char *defaultdir (void) {
+  const char *env = getenv("UVREQUIRE_CACHE");
+  if (env != NULL && *env != '\0')
+    return strcmp(env, "off") == 0 ? NULL : absolute(env);
+  env = getenv("XDG_CACHE_HOME");
+  if (env != NULL && env[0] == '/')  /* relative ones are invalid */
+    return joinpath(env, "uvrequire");
+  env = getenv("HOME");
+  if (env != NULL && *env != '\0')
+    return joinpath(env, ".cache/uvrequire");
+  return NULL;
+}
+
+
+/* is the cache turned off in the environment? */
+static int envoff (void) {
+  const char *env = getenv("UVREQUIRE_CACHE");
+  return env != NULL && strcmp(env, "off") == 0;
+}
+
+
+/*
+** Make 'path' (malloc'ed, or NULL: off) the directory in use, keeping
+** it for good (setlock held).  Returns 0 if out of memory (the setting
+** is then unchanged).
+*/
+static int setdir (char *path) {
+  const char *cur = curdir();
+  Dir *d;
+  if (path == NULL || (cur != NULL && strcmp(cur, path) == 0)) {
+    if (path == NULL) __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
+    free(path);
+    return 1;
+  }
+  d = (Dir *)malloc(sizeof(Dir) + strlen(path));
+  if (d == NULL) {
+    free(path);
+    return 0;
+  }
+  strcpy(d->path, path);
+  free(path);
+  d->prev = dirs;
+  dirs = d;
+  __atomic_store_n(&current, d->path, __ATOMIC_RELEASE);
+  return 1;
+}
+
+
+/* lua_Writer keeping the first LUACHDR bytes of a dump in 'refhdr' */
+static int refwriter (lua_State *L, const void *p, size_t sz, void *ud) {
+  size_t *n = (size_t *)ud;
+  (void)L;
+  if (*n < LUACHDR) {
+    size_t k = LUACHDR - *n < sz ? LUACHDR - *n : sz;
+    memcpy(refhdr + *n, p, k);
+    *n += k;
+  }
+  return 0;
+}
+
+
+/* set 'refhdr' from a dump of an empty chunk, once (setlock held) */
+static void setrefhdr (lua_State *L) {
+  size_t n = 0;
+  if (__atomic_load_n(&refok, __ATOMIC_ACQUIRE)) return;
+  if (luaL_loadstring(L, "") == LUA_OK) {
+    lua_dump(L, refwriter, &n, 0);
+    if (n == LUACHDR)
+      __atomic_store_n(&refok, 1, __ATOMIC_RELEASE);
+  }
+  lua_pop(L, 1);  /* the chunk or the message */
+}
+
+
+/*
+** core.setcache(false | true | dir): turn the cache off, back to its
+** default (the environment's choice), or to directory 'dir' (relative
+** to the working directory now) unless UVREQUIRE_CACHE=off.  Returns
+** the directory now in use, or false.
+*/
+static int l_setcache (lua_State *L) {
+  char *path;
+  int ok;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    const char *dir = lua_tostring(L, 1);
+    luaL_argcheck(L, *dir != '\0', 1, "empty directory name");
+    path = envoff() ? NULL : absolute(dir);
+    if (path == NULL && !envoff())
+      return luaL_error(L, "cannot make '%s' an absolute path", dir);
+  }
+  else {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    path = lua_toboolean(L, 1) ? defaultdir() : NULL;
+  }
+  uv_mutex_lock(&setlock);
+  ok = setdir(path);
+  uv_mutex_unlock(&setlock);
+  if (!ok) return luaL_error(L, "not enough memory");
+  if (curdir() != NULL) lua_pushstring(L, curdir());
+  else lua_pushboolean(L, 0);
+  return 1;
+}
+
+
+/* core.cachestats(): { hits, misses, writes, dir = dir or false } */
+static int l_cachestats (lua_State *L) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)counted(&nhits));
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, (lua_Integer)counted(&nmisses));
+  lua_setfield(L, -2, "misses");
+  lua_pushinteger(L, (lua_Integer)counted(&nwrites));
+  lua_setfield(L, -2, "writes");
+  if (curdir() != NULL) lua_pushstring(L, curdir());
+  else lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "dir");
+  return 1;
+}
+
+
+/*
+** Add 'setcache' and 'cachestats' to the table at the top; the first
+** time, set the directory from the environment and 'refhdr' from a
+** dump by 'L'.
+*/
+void ur_cache_register (lua_State *L) {
+  uv_once(&once, initlock);
+  uv_mutex_lock(&setlock);
+  setrefhdr(L);
+  if (!configured)  /* out of memory: off, and tried again next time */
+    configured = setdir(defaultdir());
+  uv_mutex_unlock(&setlock);
+  lua_pushcfunction(L, l_setcache);
+  lua_setfield(L, -2, "setcache");
+  lua_pushcfunction(L, l_cachestats);
+  lua_setfield(L, -2, "cachestats");
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Entries (executor threads)
+** ======================================================= */
+
+/* does this process's user alone own, and may write, the file? */
+static int trusted (const struct stat *st) {
+  return st->st_uid == geteuid() && (st->st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+
+/* open directory 'dir' if it is trusted: its fd, or -1 (errno ENOENT:
+   it does not exist) */
+static int opentrusted (const char *dir) {
+  struct stat st;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || !trusted(&st)) {
+    close(fd);
+    errno = EPERM;
+    return -1;
+  }
+  return fd;
+}
+
+
+/* 'mkdir -p dir', each directory made 0700 (errors are ignored: the
+   open that follows tells) */
+static void makedirs (const char *dir) {
+  char *p, *s = strdup(dir);
+  if (s == NULL) return;
+  for (p = s + 1; *p != '\0'; p++) {
+    if (*p == '/' && p[-1] != '/') {
+      *p = '\0';
+      (void)mkdir(s, 0700);
+      *p = '/';
+    }
+  }
+  (void)mkdir(s, 0700);
+  free(s);
+}
+
+
+/* read exactly 'n' bytes at 'off': 1 if all were read */
+static int readall (int fd, void *p, size_t n, off_t off) {
+  char *s = (char *)p;
+  while (n > 0) {
+    ssize_t r = pread(fd, s, n, off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    s += r;
+    n -= (size_t)r;
+    off += r;
+  }
+  return 1;
+}
+
+
+/* write all 'n' bytes: 1 if all were written */
+static int writeall (int fd, const void *p, size_t n) {
+  const char *s = (const char *)p;
+  while (n > 0) {
+    ssize_t r = write(fd, s, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    s += r;
+    n -= (size_t)r;
+  }
+  return 1;
+}
+
+
+/* hash the whole file 'fd' (from its start, its offset untouched):
+   1 if it holds exactly 'size' bytes, of hash '*h' */
+static int hashfile (int fd, uint64_t size, uint64_t *h) {
+  char buff[BUFSIZ];
+  uint64_t n = 0;
+  *h = UR_HASHINIT;
+  for (;;) {
+    ssize_t r = pread(fd, buff, sizeof(buff), (off_t)n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return 0;
+    if (r == 0) break;
+    *h = ur_hash(*h, buff, (size_t)r);
+    n += (uint64_t)r;
+    if (n > size) return 0;
+  }
+  return n == size;
+}
+
+
+/* the header 'k' wants, all but the source's and bytecode's hashes
+   and the bytecode's length */
+static void makeheader (const ur_cachekey *k, Header *h) {
+  memset(h, 0, sizeof(*h));
+  memcpy(h->magic, MAGIC, sizeof(h->magic));
+  h->format = CACHE_FORMAT;
+  h->release = LUA_VERSION_RELEASE_NUM;
+  h->intsize = sizeof(lua_Integer);
+  h->numsize = sizeof(lua_Number);
+  h->pathlen = (uint32_t)strlen(k->abspath);
+  h->namelen = (uint32_t)strlen(k->name);
+  h->size = k->size;
+  h->msec = k->msec;
+  h->mnsec = k->mnsec;
+}
+
+
+enum { MISS, HIT, FOREIGN };
+
+/*
+** Read the entry of 'k' (its directory open) for the source open as
+** 'fd'.  HIT: the bytecode is in '*code' (malloc'ed), '*len'.  MISS:
+** none, or not valid.  FOREIGN: one that must be left alone.
+*/
+static int readentry (ur_cachekey *k, int fd, char **code, size_t *len) {
+  Header want, h;
+  struct stat st;
+  char *names = NULL, *bc = NULL;
+  uint64_t srchash;
+  int res = MISS;
+  int efd = openat(k->dirfd, k->entry,
+                   O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (efd < 0)
+    return errno == ENOENT ? MISS : FOREIGN;  /* ELOOP: a symlink */
+  if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || !trusted(&st)) {
+    close(efd);
+    return FOREIGN;
+  }
+  makeheader(k, &want);
+  if ((uint64_t)st.st_size < sizeof(h) || !readall(efd, &h, sizeof(h), 0))
+    goto done;
+  if (memcmp(h.magic, want.magic, sizeof(h.magic)) != 0 ||
+      h.format != want.format || h.release != want.release ||
+      h.intsize != want.intsize || h.numsize != want.numsize ||
+      h.pathlen != want.pathlen || h.namelen != want.namelen ||
+      h.size != want.size || h.msec != want.msec || h.mnsec != want.mnsec ||
+      h.codelen < LUACHDR || h.codelen > (uint64_t)st.st_size ||
+      (uint64_t)st.st_size != sizeof(h) + (uint64_t)h.pathlen +
+                              h.namelen + h.codelen)
+    goto done;
+  names = (char *)malloc((size_t)h.pathlen + h.namelen + 1);
+  if (names == NULL ||
+      !readall(efd, names, (size_t)h.pathlen + h.namelen, sizeof(h)) ||
+      memcmp(names, k->abspath, h.pathlen) != 0 ||
+      memcmp(names + h.pathlen, k->name, h.namelen) != 0)
+    goto done;
+  if (!hashfile(fd, h.size, &srchash) || srchash != h.srchash)
+    goto done;  /* the content changed */
+  bc = (char *)malloc((size_t)h.codelen);
+  if (bc == NULL ||
+      !readall(efd, bc, (size_t)h.codelen,
+               (off_t)(sizeof(h) + h.pathlen + h.namelen)) ||
+      ur_hash(UR_HASHINIT, bc, (size_t)h.codelen) != h.codehash ||
+      !__atomic_load_n(&refok, __ATOMIC_ACQUIRE) ||
+      memcmp(bc, refhdr, LUACHDR) != 0)
+    goto done;
+  *code = bc;
+  *len = (size_t)h.codelen;
+  bc = NULL;
+  res = HIT;
+ done:
+  free(names);
+  free(bc);
+  close(efd);
+  return res;
+}
+
+
+/*
+** Look 'file', open as 'f', up: see ur.h.  Every look-up of a source
+** the cache could hold counts, as a hit or a miss; a source that is no
+** regular file, or a cache that is off, counts nothing.
+*/
+int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
+                  size_t *len) {
+  struct stat st;
+  const char *dir = curdir();
+  int res;
+  k->write = 0;
+  k->dirfd = -1;
+  k->dir = dir;
+  k->name = file;
+  k->abspath = NULL;
+  if (dir == NULL || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+    return 0;
+  k->size = (uint64_t)st.st_size;
+  k->msec = (int64_t)st.st_mtim.tv_sec;
+  k->mnsec = (int64_t)st.st_mtim.tv_nsec;
+  if (strlen(file) >= MAXPATH ||
+      (k->abspath = absolute(file)) == NULL ||
+      strlen(k->abspath) >= MAXPATH)
+    return 0;  /* no memory, or no working directory: no cache */
+  snprintf(k->entry, sizeof(k->entry), "%016llx.luac",
+           (unsigned long long)ur_hash(UR_HASHINIT, k->abspath,
+                                       strlen(k->abspath)));
+  count(&nmisses);  /* taken back on a hit */
+  k->dirfd = opentrusted(dir);
+  if (k->dirfd < 0) {
+    k->write = (errno == ENOENT);  /* made on the first write */
+    return 0;
+  }
+  res = readentry(k, fileno(f), code, len);
+  if (res == HIT) {
+    __atomic_fetch_sub(&nmisses, 1, __ATOMIC_RELAXED);
+    count(&nhits);
+    return 1;
+  }
+  k->write = (res == MISS);
+  return 0;
+}
+
+
+/*
+** After a miss of 'k', store 'len' bytes of bytecode 'code' compiled
+** from the source read as 'sum' says: only if 'k' may write, and the
+** source was a text chunk read whole, of the size that 'fstat' gave.
+** The directory is made if it does not exist.  Any failure (disk
+** full, no memory) just leaves no entry, and no temporary file.
+*/
+void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
+                   const ur_srcsum *sum) {
+  Header h;
+  char tmp[sizeof(k->entry) + 48];
+  int fd, ok;
+  if (!k->write || !sum->whole || sum->n != k->size || len < LUACHDR)
+    return;
+  if (k->dirfd < 0) {  /* make the directory */
+    makedirs(k->dir);
+    if ((k->dirfd = opentrusted(k->dir)) < 0) return;
+  }
+  makeheader(k, &h);
+  h.srchash = sum->hash;
+  h.codelen = len;
+  h.codehash = ur_hash(UR_HASHINIT, code, len);
+  snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", k->entry, (long)getpid(),
+           __atomic_fetch_add(&ntemp, 1, __ATOMIC_RELAXED));
+  fd = openat(k->dirfd, tmp,
+              O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  ok = writeall(fd, &h, sizeof(h)) &&
+       writeall(fd, k->abspath, h.pathlen) &&
+       writeall(fd, k->name, h.namelen) &&
+       writeall(fd, code, len);
+  if (close(fd) != 0) ok = 0;
+  if (ok && renameat(k->dirfd, tmp, k->dirfd, k->entry) == 0)
+    count(&nwrites);
+  else
+    (void)unlinkat(k->dirfd, tmp, 0);
+}
+
+
+/* free what 'k' holds (after 'ur_cache_get', hit or miss) */
+void ur_cache_done (ur_cachekey *k) {
+  if (k->dirfd >= 0) close(k->dirfd);
+  k->dirfd = -1;
+  free(k->abspath);
+  k->abspath = NULL;
+}
+
+/* }====================================================== */

@@ -1,0 +1,368 @@
+-- The bytecode cache (csrc/cache.c).  Every program runs in a child
+-- lua5.4 started from a scratch directory, with UVREQUIRE_CACHE set to
+-- a cache directory of its own (never the user's), and ends by printing
+-- the process's cache counters: "STATS <hits> <misses> <writes>".
+local H = require "helper"
+local U = H.uv
+
+local ROOT = (function()
+  local p = assert(io.popen("pwd"))
+  local d = p:read("l")
+  p:close()
+  return d
+end)()
+
+local function sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+local function isroot() return sh("id -u"):match("^0%s*$") ~= nil end
+
+-- The tail every program ends with.
+local STATS = [[
+local s = require("uvrequire.core").cachestats()
+print(("STATS %d %d %d"):format(s.hits, s.misses, s.writes))
+]]
+
+-- Run `src` as `dir`/prog.lua from `dir`, with "./?.lua" first on the
+-- path (so that chunk names are relative: "./m1.lua"), uvrequire
+-- installed, and `env` (a string of VAR=value words, or env(1)
+-- options) set.  Returns its output and its counters {hits, misses,
+-- writes}.
+local function run(dir, env, src)
+  H.write(dir .. "/prog.lua", src .. "\n" .. STATS)
+  local cmd = ("cd '%s' && env %s LUA_PATH='./?.lua;%s/lua/?.lua;;' " ..
+               "LUA_CPATH='%s/build/?.so;;' timeout 60 lua5.4 prog.lua 2>&1")
+              :format(dir, env or "", ROOT, ROOT)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok = p:close()
+  assert(ok, "child failed:\n" .. out)
+  local h, m, w = out:match("STATS (%d+) (%d+) (%d+)\n$")
+  assert(h, "no stats in:\n" .. out)
+  return out:gsub("STATS [^\n]*\n$", ""),
+         { tonumber(h), tonumber(m), tonumber(w) }
+end
+
+-- Import `names` in a task; print what each module's value() returns.
+local function importer(names, opts)
+  return ([[
+local uv = require "uvrequire"
+uv.install(%s)
+local t = uv.spawn(function()
+  for _, n in ipairs({ %s }) do
+    print(n, require(n).value())
+  end
+end)
+uv.run()
+assert(t:result())
+]]):format(opts or "", ("%q, "):rep(#names):format(table.unpack(names)))
+end
+
+local function module(value)
+  return ("local M = {}\nfunction M.value()\n  return %q\nend\nreturn M\n")
+         :format(value)
+end
+
+local function entries(cache)
+  local t = {}
+  local p = assert(io.popen("ls -A '" .. cache .. "' 2>/dev/null"))
+  for f in p:read("a"):gmatch("[^\n]+") do
+    t[#t + 1] = f
+  end
+  p:close()
+  return t
+end
+
+local function stat(fmt, path)
+  return (sh("stat -c " .. fmt .. " '" .. path .. "'"):gsub("%s", ""))
+end
+local function mode(path) return stat("%a", path) end
+local function owner(path) return stat("%U", path) end
+
+describe("bytecode cache", function()
+  local dir, cache, env
+
+  before_each(function()
+    dir = H.tmpdir()
+    cache = dir .. "/cache/a/b"
+    env = "UVREQUIRE_CACHE='" .. cache .. "'"
+    H.write(dir .. "/m1.lua", module("one"))
+    H.write(dir .. "/m2.lua", module("two"))
+  end)
+
+  after_each(function()
+    sh("chmod -R u+rwX '" .. dir .. "'")
+    H.rmtree(dir)
+  end)
+
+  it("is written on the first import and read on the next", function()
+    local out, s = run(dir, env, importer({ "m1", "m2" }))
+    assert.equals("m1\tone\nm2\ttwo\n", out)
+    assert.same({ 0, 2, 2 }, s)
+    local e = entries(cache)
+    assert.equals(2, #e)
+    for _, f in ipairs(e) do
+      assert.matches("^%x+%.luac$", f)
+      assert.equals("600", mode(cache .. "/" .. f))
+    end
+    -- made with its missing parents, each 0700
+    for _, d in ipairs({ "/cache", "/cache/a", "/cache/a/b" }) do
+      assert.equals("700", mode(dir .. d))
+    end
+    out, s = run(dir, env, importer({ "m1", "m2" }))
+    assert.equals("m1\tone\nm2\ttwo\n", out)
+    assert.same({ 2, 0, 0 }, s)
+  end)
+
+  it("recompiles a source whose content, size or mtime changed", function()
+    run(dir, env, importer({ "m1" }))
+    -- same size, same mtime (to the ns), other content
+    sh(("cp -p '%s/m1.lua' '%s/ref'"):format(dir, dir))
+    H.write(dir .. "/m1.lua", module("ONE"))
+    sh(("touch -r '%s/ref' '%s/m1.lua'"):format(dir, dir))
+    assert.equals(sh("stat -c '%s %y' " .. dir .. "/ref"),
+                  sh("stat -c '%s %y' " .. dir .. "/m1.lua"))
+    local out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tONE\n", out)
+    assert.same({ 0, 1, 1 }, s)
+    -- other size
+    H.write(dir .. "/m1.lua", module("uno!"))
+    out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tuno!\n", out)
+    assert.same({ 0, 1, 1 }, s)
+    -- only the mtime
+    sh(("touch -d '2001-02-03 04:05:06.789' '%s/m1.lua'"):format(dir))
+    out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tuno!\n", out)
+    assert.same({ 0, 1, 1 }, s)
+    out, s = run(dir, env, importer({ "m1" }))
+    assert.same({ 1, 0, 0 }, s)
+  end)
+
+  it("falls back to the source from a truncated or corrupt entry", function()
+    run(dir, env, importer({ "m1" }))
+    local entry = cache .. "/" .. entries(cache)[1]
+    local f = assert(io.open(entry, "rb"))
+    local good = f:read("a")
+    f:close()
+    local function try(bytes)
+      H.write(entry, bytes)
+      sh("chmod 600 '" .. entry .. "'")
+      local out, s = run(dir, env, importer({ "m1" }))
+      assert.equals("m1\tone\n", out)
+      assert.same({ 0, 1, 1 }, s)  -- rewritten
+      f = assert(io.open(entry, "rb"))
+      assert.equals(good, f:read("a"))
+      f:close()
+    end
+    try("")                                     -- empty
+    try(good:sub(1, 40))                        -- in the header
+    try(good:sub(1, -2))                        -- one byte short
+    try(good .. "x")                            -- one byte more
+    local n = #good - 10                        -- a bytecode byte flipped
+    try(good:sub(1, n - 1) .. string.char(good:byte(n) ~ 1) ..
+        good:sub(n + 1))
+    try("junk" .. good:sub(5))                  -- bad magic
+  end)
+
+  it("leaves alone entries that are writable by others", function()
+    run(dir, env, importer({ "m1" }))
+    local entry = cache .. "/" .. entries(cache)[1]
+    sh("chmod 666 '" .. entry .. "'")
+    local out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 1, 0 }, s)  -- neither read nor written
+    assert.equals("666", mode(entry))
+  end)
+
+  it("leaves alone a directory writable by others", function()
+    run(dir, env, importer({ "m1" }))
+    sh("chmod 777 '" .. cache .. "'")
+    local out, s = run(dir, env, importer({ "m1", "m2" }))
+    assert.equals("m1\tone\nm2\ttwo\n", out)
+    assert.same({ 0, 2, 0 }, s)
+    assert.equals(1, #entries(cache))
+  end)
+
+  it("leaves alone entries and directories another user owns", function()
+    if not isroot() then
+      pending("needs root to chown")
+      return
+    end
+    run(dir, env, importer({ "m1" }))
+    local entry = cache .. "/" .. entries(cache)[1]
+    sh("chown nobody '" .. entry .. "'")
+    local out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 1, 0 }, s)
+    assert.equals("nobody", owner(entry))
+    sh("chown nobody '" .. cache .. "'")
+    out, s = run(dir, env, importer({ "m1", "m2" }))
+    assert.equals("m1\tone\nm2\ttwo\n", out)
+    assert.same({ 0, 2, 0 }, s)
+    assert.equals(1, #entries(cache))
+  end)
+
+  it("never follows a symlink for an entry", function()
+    run(dir, env, importer({ "m1" }))
+    local entry = cache .. "/" .. entries(cache)[1]
+    sh(("mv '%s' '%s/real' && ln -s '%s/real' '%s'")
+       :format(entry, dir, dir, entry))
+    local out, s = run(dir, env, importer({ "m1" }))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 1, 0 }, s)
+    assert.equals("link", sh("test -L '" .. entry .. "' && echo link")
+                            :match("%a+"))
+  end)
+
+  it("keeps apart the same relative name in other directories", function()
+    H.write(dir .. "/a/m1.lua", module("in a"))
+    H.write(dir .. "/b/m1.lua", module("in b"))
+    local _, s = run(dir .. "/a", env, importer({ "m1" }))
+    assert.same({ 0, 1, 1 }, s)
+    local out
+    out, s = run(dir .. "/b", env, importer({ "m1" }))
+    assert.equals("m1\tin b\n", out)
+    assert.same({ 0, 1, 1 }, s)
+    out, s = run(dir .. "/a", env, importer({ "m1" }))
+    assert.equals("m1\tin a\n", out)
+    assert.same({ 1, 0, 0 }, s)
+    assert.equals(2, #entries(cache))
+  end)
+
+  it("does not keep sources that are binary chunks", function()
+    local f = assert(io.open(dir .. "/m3.lua", "wb"))
+    f:write(string.dump(load(module("three"), "=m3")))
+    f:close()
+    local out, s = run(dir, env, importer({ "m3" }))
+    assert.equals("m3\tthree\n", out)
+    assert.same({ 0, 1, 0 }, s)
+    assert.equals(0, #entries(cache))
+  end)
+
+  it("is off with install{cache = false} or UVREQUIRE_CACHE=off", function()
+    local out, s = run(dir, env, importer({ "m1" }, "{ cache = false }"))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 0, 0 }, s)
+    assert.equals(0, #entries(dir .. "/cache"))
+    -- off in the environment wins over a directory in install()
+    out, s = run(dir, "UVREQUIRE_CACHE=off",
+                 importer({ "m1" }, ("{ cache = %q }"):format(cache)))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 0, 0 }, s)
+    assert.equals(0, #entries(dir .. "/cache"))
+    -- a directory in install(); true is the environment's choice
+    out, s = run(dir, "UVREQUIRE_CACHE=off",
+                 importer({ "m1" }, "{ cache = true }"))
+    assert.same({ 0, 0, 0 }, s)
+    out, s = run(dir, env, importer({ "m1" }, "{ cache = 'other' }"))
+    assert.same({ 0, 1, 1 }, s)
+    assert.equals(1, #entries(dir .. "/other"))
+    assert.equals(0, #entries(dir .. "/cache"))
+  end)
+
+  it("defaults to $XDG_CACHE_HOME/uvrequire, else ~/.cache/uvrequire",
+     function()
+    local _, s = run(dir, ("-u UVREQUIRE_CACHE XDG_CACHE_HOME='%s/xdg'")
+                          :format(dir), importer({ "m1" }))
+    assert.same({ 0, 1, 1 }, s)
+    assert.equals(1, #entries(dir .. "/xdg/uvrequire"))
+    _, s = run(dir, ("-u UVREQUIRE_CACHE -u XDG_CACHE_HOME HOME='%s/home'")
+                    :format(dir), importer({ "m1" }))
+    assert.same({ 0, 1, 1 }, s)
+    assert.equals(1, #entries(dir .. "/home/.cache/uvrequire"))
+  end)
+
+  it("gives the messages and line numbers of the source", function()
+    -- a BOM-less '#' line shifts nothing; the error is on line 7
+    H.write(dir .. "/bad.lua", "#!/usr/bin/env lua\n" ..
+      "local M = {}\n\n" ..
+      "local function inner(x)\n" ..
+      "  local t = nil\n" ..
+      "  if x then\n" ..
+      "    return t.field\n" ..
+      "  end\n" ..
+      "end\n" ..
+      "function M.value() return inner(true) end\n" ..
+      "function M.info()\n" ..
+      "  local i = debug.getinfo(inner, 'S')\n" ..
+      "  return i.source .. ' ' .. i.linedefined .. '-' ..\n" ..
+      "    i.lastlinedefined\n" ..
+      "end\n" ..
+      "return M\n")
+    local prog = [[
+local uv = require "uvrequire"
+if not os.getenv("STOCK") then uv.install() end
+local t = uv.spawn(function()
+  local m = require "bad"
+  print(m.info())
+  print(select(2, xpcall(m.value, debug.traceback)))
+end)
+uv.run()
+assert(t:result())
+]]
+    local cold, s1 = run(dir, env, prog)
+    local warm, s2 = run(dir, env, prog)
+    assert.same({ 0, 1, 1 }, s1)
+    assert.same({ 1, 0, 0 }, s2)
+    assert.equals(cold, warm)
+    assert.matches("^@%./bad%.lua 4%-9\n%./bad%.lua:7: attempt to index " ..
+                   "a nil value %(local 't'%)\nstack traceback:\n" ..
+                   "\t%./bad%.lua:7: in function <%./bad%.lua:4>\n", cold)
+    local stock, s3 = run(dir, env .. " STOCK=1", prog)
+    assert.same({ 0, 0, 0 }, s3)
+    assert.equals(stock, cold)
+  end)
+
+  it("stays whole when processes import the same modules at once",
+     function()
+    local names = {}
+    for i = 1, 30 do
+      names[i] = "c" .. i
+      H.write(dir .. "/c" .. i .. ".lua", module(("v%d"):rep(50):format(
+        table.unpack(setmetatable({}, { __index = function() return i end }),
+        1, 50))))
+    end
+    local src = importer(names)
+    H.write(dir .. "/prog.lua", src .. "\n" .. STATS)
+    local cmd = ("cd '%s' && for i in 1 2 3 4 5 6; do env %s " ..
+                 "LUA_PATH='./?.lua;%s/lua/?.lua;;' " ..
+                 "LUA_CPATH='%s/build/?.so;;' timeout 60 lua5.4 prog.lua " ..
+                 ">out$i.txt 2>&1 & done; wait"):format(dir, env, ROOT, ROOT)
+    sh(cmd)
+    local expect = {}
+    for i = 1, 30 do
+      expect[#expect + 1] = ("c%d\t%s\n"):format(i, ("v" .. i):rep(50))
+    end
+    expect = table.concat(expect)
+    for i = 1, 6 do
+      local f = assert(io.open(("%s/out%d.txt"):format(dir, i), "rb"))
+      local out = f:read("a")
+      f:close()
+      assert.equals(expect, (out:gsub("STATS [^\n]*\n$", "")))
+    end
+    local e = entries(cache)
+    assert.equals(30, #e)  -- no temporary file left
+    local out, s = run(dir, env, src)
+    assert.equals(expect, out)
+    assert.same({ 30, 0, 0 }, s)
+  end)
+end)
+
+describe("install{cache =}", function()
+  after_each(function() U.uninstall() end)
+
+  it("takes false, true or a directory, and nothing else", function()
+    for _, v in ipairs({ 1, "", {} }) do
+      local ok, err = pcall(U.install, { cache = v })
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'install' %(invalid value '" ..
+                     tostring(v):gsub("%p", "%%%0") ..
+                     "' for option 'cache'%)", err)
+    end
+  end)
+end)
