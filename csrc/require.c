@@ -25,7 +25,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "ur.h"
 #include "lualib.h"
@@ -505,11 +504,8 @@ static int afterjob (lua_State *L) {
                       : job->steps[job->found].kind == UR_STEP_C ? "c"
                       : "croot";
       ld->st.l0 = uv_hrtime();
-      if (job->inplace && job->steps[job->found].kind == UR_STEP_LUA) {
-        struct stat sb;  /* read and compiled by luaL_loadfilex here */
-        ld->st.inplace = 1;
-        if (stat(job->file, &sb) == 0) ld->st.bytes = (size_t)sb.st_size;
-      }
+      if (job->inplace && job->steps[job->found].kind == UR_STEP_LUA)
+        ld->st.inplace = 1;  /* read and compiled by luaL_loadfilex here */
       if (job->steps[job->found].kind != UR_STEP_LUA) {
         lua_pushcfunction(L, job->open);
         ld->copen = 1;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ur.h"
 
@@ -193,6 +194,8 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_srcsum sum;
   job->file = file;
   if (job->inplace && job->fileonly) {
+    struct stat sb;  /* (its size, for stats) */
+    if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
     fclose(f);
     job->outcome = UR_FOUND;
     return;
