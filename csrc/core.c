@@ -3,8 +3,9 @@
 ** The public module is 'uvrequire' (lua/uvrequire.lua), which wraps
 ** this one; see README.md for the API.
 **
-** Calls go one way:  core -> require -> {cycle, loaded, searchers} ->
-** load -> sched -> loop -> executor -> search -> {compile, clib}.
+** Calls go one way:  core -> require -> {cycle, loaded, searchers,
+** stats, stdsearch} -> load -> sched -> loop -> executor -> search ->
+** {compile, clib, cache}.
 */
 
 #include "ur.h"

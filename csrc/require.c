@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include "ur.h"
-#include "lualib.h"
 
 
 #define LOADIDX   4
@@ -35,10 +34,6 @@
 #define FRAME     5  /* the guard, to-be-closed: nothing goes below */
 
 
-/* the standard searchers, found once per process ('findstd') */
-static lua_CFunction stdsearcher[4];
-static lua_CFunction stdrequire;  /* loadlib.c's 'll_require' */
-static uv_once_t stdonce = UV_ONCE_INIT;
 
 
 static int k_wait (lua_State *L, int status, lua_KContext ctx);
@@ -48,91 +43,14 @@ static int callloader (lua_State *L);
 static int k_searched (lua_State *L, int status, lua_KContext ctx);
 static int searched (lua_State *L, int status);
 static int step (lua_State *L);
-static int detect (lua_State *L, ur_runtime *rt, const char *name);
-
-
-/* {======================================================
-** Setup
-** ======================================================= */
-
-static int openpackage (lua_State *T) {
-  luaL_requiref(T, "package", luaopen_package, 0);
-  lua_getfield(T, -1, "searchers");
-  return 1;
-}
-
-
-/*
-** Learn the addresses of the four standard searchers from a scratch
-** state: they are static functions of the Lua library, so a searcher
-** in any state is standard exactly when its C function is one of them.
-*/
-static void findstd (void) {
-  lua_State *T = luaL_newstate();
-  int i;
-  if (T == NULL) return;  /* none known: every searcher runs in Lua */
-  lua_pushcfunction(T, openpackage);
-  if (lua_pcall(T, 0, 1, 0) == LUA_OK) {
-    for (i = 0; i < 4; i++) {
-      lua_rawgeti(T, -1, i + 1);
-      stdsearcher[i] = lua_tocfunction(T, -1);
-      lua_pop(T, 1);
-    }
-    lua_getglobal(T, "require");
-    stdrequire = lua_tocfunction(T, -1);
-  }
-  lua_close(T);
-}
-
-
-/* is the function at level 'level' of 'L' stock Lua's 'require'? */
-int ur_require_calledbystock (lua_State *L, int level) {
-  lua_Debug ar;
-  lua_CFunction f;
-  if (stdrequire == NULL || !lua_getstack(L, level, &ar) ||
-      !lua_getinfo(L, "f", &ar))
-    return 0;
-  f = lua_tocfunction(L, -1);
-  lua_pop(L, 1);
-  return f == stdrequire;
-}
-
-
-/* core.stdkind(f): "lua", "c" or "croot" if 'f' is stock's searcher */
-int ur_l_stdkind (lua_State *L) {
-  static const char *const kinds[] = {"lua", "c", "croot"};
-  lua_CFunction f = lua_tocfunction(L, 1);
-  int i;
-  for (i = 1; i < 4; i++)
-    if (f != NULL && f == stdsearcher[i]) {
-      lua_pushstring(L, kinds[i - 1]);
-      return 1;
-    }
-  return 0;
-}
-
-
-/* UR_STEP_* of the standard file searcher at 'idx', or -1 */
-static int stdkind (lua_State *L, int idx) {
-  lua_CFunction f = lua_tocfunction(L, idx);
-  if (f == NULL) return -1;
-  if (f != stdsearcher[1] && f != stdsearcher[2] && f != stdsearcher[3])
-    return ur_searchers_kind(L, idx);  /* uvrequire's own, or -1 */
-  if (f == stdsearcher[1]) return UR_STEP_LUA;
-  if (f == stdsearcher[2]) return UR_STEP_C;
-  if (f == stdsearcher[3]) return UR_STEP_CROOT;
-  return -1;
-}
 
 
 /* create the registry tables and metatables */
 void ur_require_init (lua_State *L) {
-  uv_once(&stdonce, findstd);
+  ur_std_init();
   ur_sched_open(L);
   ur_load_init(L);
 }
-
-/* }====================================================== */
 
 
 /* {======================================================
@@ -166,60 +84,6 @@ static const char *checkname (lua_State *L, const char *fname) {
                fname, tname);
   }
   return name;
-}
-
-
-/*
-** Build a job of the standard file searchers from 'i' on (at least the
-** one at 'i'), reading each one's template list from the 'package'
-** table it closes over, as 'findfile' does.  The job belongs to the
-** load record from the start.  Returns the index after the run.
-*/
-static int buildjob (lua_State *L, int i, ur_load *ld) {
-  ur_job *job = (ur_job *)calloc(1, sizeof(ur_job));
-  int kind, oom;
-  if (job == NULL) luaL_error(L, "not enough memory");
-  ld->job = job;  /* from here on, the load record frees it */
-  ld->rt = ur_runtime_get(L);
-  job->name = strdup(lua_tostring(L, 1));
-  oom = (job->name == NULL);
-  while (job->nsteps < UR_MAXSTEPS) {
-    ur_step *s = &job->steps[job->nsteps];
-    const char *path;
-    lua_rawgeti(L, 3, i);  /* push searcher */
-    if ((kind = stdkind(L, -1)) < 0) {
-      lua_pop(L, 1);
-      break;
-    }
-    if (kind == UR_STEP_CROOT && strchr(job->name, '.') == NULL) {
-      s->kind = kind;  /* a root name: Croot reads no path at all */
-      job->nsteps++;
-      lua_pop(L, 1);  /* pop searcher */
-      i++;
-      continue;
-    }
-    if (lua_getupvalue(L, -1, 1) == NULL)  /* push its 'package' */
-      lua_pushnil(L);
-    lua_pushstring(L, kind == UR_STEP_LUA ? "path" : "cpath");
-    if (job->nsteps > 0 &&
-        (!lua_istable(L, -2) || lua_rawget(L, -2) != LUA_TSTRING)) {
-      lua_pop(L, 3);  /* read it only if the search gets there: */
-      break;          /* a later job, as 'findfile' would */
-    }
-    if (job->nsteps == 0) {  /* as 'findfile': metamethods and all */
-      lua_pop(L, 1);
-      lua_getfield(L, -1, kind == UR_STEP_LUA ? "path" : "cpath");
-    }
-    path = lua_tostring(L, -1);
-    s->kind = kind;
-    s->path = path ? strdup(path) : NULL;
-    if (path != NULL && s->path == NULL) oom = 1;
-    job->nsteps++;
-    lua_pop(L, 3);  /* pop path, package, searcher */
-    i++;
-  }
-  if (oom) luaL_error(L, "not enough memory");
-  return i;
 }
 
 
@@ -317,10 +181,9 @@ static int findloader (lua_State *L) {
                       name, lua_tostring(L, -1));
       return failraise(L);
     }
-    if (stdkind(L, -1) < 0) {  /* a searcher for the Lua thread */
+    if (ur_std_kind(L, -1) < 0) {  /* a searcher for the Lua thread */
       int n;
-      ld->st.searcher = (lua_tocfunction(L, -1) == stdsearcher[0] &&
-                         stdsearcher[0] != NULL) ? "preload" : "other";
+      ld->st.searcher = ur_std_ispreload(L, -1) ? "preload" : "other";
       ld->st.l0 = uv_hrtime();  /* (a loader it finds is loaded now) */
       lua_pushstring(L, name);
       if (!ur_sched_cansuspend(L))  /* call it, as stock (protected) */
@@ -331,7 +194,7 @@ static int findloader (lua_State *L) {
       continue;  /* (a loop, not a call: 100,000 searchers are fine) */
     }
     lua_pop(L, 1);  /* pop searcher */
-    ld->next = buildjob(L, ld->next, ld);
+    ld->next = ur_std_buildjob(L, 3, ld->next, ld);
     if (ur_sched_cansuspend(L)) {
       lua_Integer tok = ur_sched_token(L);
       ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
@@ -759,7 +622,7 @@ static int dorequire (lua_State *L, const char *fname) {
     lua_pop(L, 1);
   }
   if (ur_runtime_get(L)->detect != 0) {  /* a blocking require? */
-    int n = detect(L, ur_runtime_get(L), name);
+    int n = ur_stats_detect(L, ur_runtime_get(L), name);
     if (n >= 0) return n;
   }
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
@@ -779,39 +642,6 @@ static int dorequire (lua_State *L, const char *fname) {
   ur_stats_begin(L, LOADIDX, -1);
   lua_pop(L, 1);
   return findloader(L);
-}
-
-
-/*
-** The detector: a require that cannot wait by yielding, of a module not
-** loaded yet, while a loop uvrequire serves is running, blocks that
-** loop.  "strict": raise instead of loading.  "warn": load, then report
-** how long it blocked (once per module and call site).  Returns -1 to
-** go on as usual, else the results of this 'require'.
-*/
-static int detect (lua_State *L, ur_runtime *rt, const char *name) {
-  uint64_t t0;
-  int n, status, site;
-  if (rt->detect == 0 || rt->blocking > 0 || ur_sched_cansuspend(L) ||
-      !ur_runtime_running(L, rt))
-    return -1;
-  ur_stats_pushsite(L);
-  site = lua_gettop(L);
-  if (rt->detect == 2)
-    return luaL_error(L, "blocking require of '%s' inside the event loop "
-                         "at %s", name, lua_tostring(L, site));
-  lua_Debug ar;  /* load it through this very 'require', reentered */
-  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
-    return -1;
-  lua_pushvalue(L, 1);
-  rt->blocking++;
-  t0 = uv_hrtime();
-  status = lua_pcall(L, 1, LUA_MULTRET, 0);
-  rt->blocking--;
-  ur_stats_reportblock(L, name, site, uv_hrtime() - t0);
-  if (status != LUA_OK) return lua_error(L);
-  n = lua_gettop(L) - site;
-  return n;
 }
 
 

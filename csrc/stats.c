@@ -254,6 +254,39 @@ void ur_stats_reportblock (lua_State *L, const char *name, int site,
 }
 
 
+/*
+** The detector: a require that cannot wait by yielding, of a module not
+** loaded yet, while a loop uvrequire serves is running, blocks that
+** loop.  "strict": raise instead of loading.  "warn": load, then report
+** how long it blocked (once per module and call site).  Returns -1 to
+** go on as usual, else the results of this 'require'.
+*/
+int ur_stats_detect (lua_State *L, ur_runtime *rt, const char *name) {
+  uint64_t t0;
+  int n, status, site;
+  if (rt->detect == 0 || rt->blocking > 0 || ur_sched_cansuspend(L) ||
+      !ur_runtime_running(L, rt))
+    return -1;
+  ur_stats_pushsite(L);
+  site = lua_gettop(L);
+  if (rt->detect == 2)
+    return luaL_error(L, "blocking require of '%s' inside the event loop "
+                         "at %s", name, lua_tostring(L, site));
+  lua_Debug ar;  /* load it through this very 'require', reentered */
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
+    return -1;
+  lua_pushvalue(L, 1);
+  rt->blocking++;
+  t0 = uv_hrtime();
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  rt->blocking--;
+  ur_stats_reportblock(L, name, site, uv_hrtime() - t0);
+  if (status != LUA_OK) return lua_error(L);
+  n = lua_gettop(L) - site;
+  return n;
+}
+
+
 /* core.setobserve(detect, importtime): "off"|"warn"|"strict", bool */
 static int l_setobserve (lua_State *L) {
   static const char *const modes[] = {"off", "warn", "strict", NULL};

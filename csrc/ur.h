@@ -406,6 +406,11 @@ int ur_l_status (lua_State *L);
 int ur_l_setloop (lua_State *L);
 int ur_l_stdkind (lua_State *L);
 void ur_require_init (lua_State *L);
+/* stdsearch.c */
+void ur_std_init (void);
+int ur_std_kind (lua_State *L, int idx);
+int ur_std_ispreload (lua_State *L, int idx);
+int ur_std_buildjob (lua_State *L, int ss, int i, ur_load *ld);
 int ur_searchers_kind (lua_State *L, int idx);
 void ur_searchers_register (lua_State *L);
 /* stats.c */
@@ -416,6 +421,7 @@ void ur_stats_pushsite (lua_State *L);
 void ur_stats_reportblock (lua_State *L, const char *name, int site,
                            uint64_t ns);
 void ur_stats_register (lua_State *L);
+int ur_stats_detect (lua_State *L, ur_runtime *rt, const char *name);
 int ur_require_calledbystock (lua_State *L, int level);
 void ur_loaded_guard (lua_State *L, int req);
 int ur_loaded_foreign (lua_State *L, int idx);

@@ -61,6 +61,7 @@ build = {
         "csrc/search.c",
         "csrc/searchers.c",
         "csrc/stats.c",
+        "csrc/stdsearch.c",
       },
       libraries = { "uv", "pthread", "dl" },
       incdirs = { "$(LIBUV_INCDIR)" },
