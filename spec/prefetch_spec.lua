@@ -151,6 +151,23 @@ describe("prefetch:", function()
     assert.equal(3, stats().adopted)
   end)
 
+  it("gives stock's error for a prefetched file that does not compile",
+     function()
+    H.files(s.dir, {
+      ["pf_e0.lua"] = "return function() require 'pf_bad' end",
+      ["pf_bad.lua"] = "return {",
+    })
+    H.task(function() return uv.require("pf_e0") end)
+    settle()
+    assert.equal(1, stats().done)
+    local st, u = H.both({ "pf_bad" }, function(req)
+      return H.outcome(req, "pf_bad")
+    end)
+    assert.same(st, u)
+    assert.is_false(u.ok)
+    assert.equal(1, stats().adopted)
+  end)
+
   it("starts none from a synchronous load", function()
     H.files(s.dir, {
       ["pf_s.lua"] = "return function() return require 'pf_s2' end",
