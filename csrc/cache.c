@@ -380,9 +380,10 @@ static int writeall (int fd, const void *p, size_t n) {
 }
 
 
-/* hash the whole file 'fd' (from its start, its offset untouched):
-   1 if it holds exactly 'size' bytes, of hash '*h' */
-static int hashfile (int fd, uint64_t size, uint64_t *h) {
+/* hash the whole file 'fd' (from its start, its offset untouched),
+   feeding it to 'sc': 1 if it holds exactly 'size' bytes, of hash
+   '*h' */
+static int hashfile (int fd, uint64_t size, uint64_t *h, ur_scan *sc) {
   char buff[BUFSIZ];
   uint64_t n = 0;
   *h = UR_HASHINIT;
@@ -392,6 +393,7 @@ static int hashfile (int fd, uint64_t size, uint64_t *h) {
     if (r < 0) return 0;
     if (r == 0) break;
     *h = ur_hash(*h, buff, (size_t)r);
+    ur_scan_feed(sc, buff, (size_t)r);
     n += (uint64_t)r;
     if (n > size) return 0;
   }
@@ -421,9 +423,11 @@ enum { MISS, HIT, FOREIGN };
 /*
 ** Read the entry of 'k' (its directory open) for the source open as
 ** 'fd'.  HIT: the bytecode is in '*code' (malloc'ed), '*len'.  MISS:
-** none, or not valid.  FOREIGN: one that must be left alone.
+** none, or not valid.  FOREIGN: one that must be left alone.  The
+** source, if read, goes through the prefetch scanner 'sc'.
 */
-static int readentry (ur_cachekey *k, int fd, char **code, size_t *len) {
+static int readentry (ur_cachekey *k, int fd, char **code, size_t *len,
+                      ur_scan *sc) {
   Header want, h;
   struct stat st;
   char *names = NULL, *bc = NULL;
@@ -455,7 +459,7 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len) {
       memcmp(names, k->abspath, h.pathlen) != 0 ||
       memcmp(names + h.pathlen, k->name, h.namelen) != 0)
     goto done;
-  if (!hashfile(fd, h.size, &srchash) || srchash != h.srchash)
+  if (!hashfile(fd, h.size, &srchash, sc) || srchash != h.srchash)
     goto done;  /* the content changed */
   bc = (char *)malloc((size_t)h.codelen);
   if (bc == NULL ||
@@ -483,7 +487,7 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len) {
 ** regular file, or a cache that is off, counts nothing.
 */
 int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
-                  size_t *len) {
+                  size_t *len, ur_scan *sc) {
   struct stat st;
   const char *dir = curdir();
   int res;
@@ -510,7 +514,7 @@ int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
     k->write = (errno == ENOENT);  /* made on the first write */
     return 0;
   }
-  res = readentry(k, fileno(f), code, len);
+  res = readentry(k, fileno(f), code, len, sc);
   if (res == HIT) {
     __atomic_fetch_sub(&nmisses, 1, __ATOMIC_RELAXED);
     count(&nhits);

@@ -19,8 +19,10 @@
 */
 
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ur.h"
@@ -34,8 +36,123 @@ typedef struct Compile {
   int rerr;           /* errno of a failed read, or 0 */
   ur_buf *code;       /* out: bytecode */
   ur_srcsum *sum;     /* out: hash and count of the bytes read */
+  ur_scan *sc;        /* out: names for prefetch, or NULL */
   char buff[BUFSIZ];  /* area for reading the file */
 } Compile;
+
+
+/* {======================================================
+** Prefetch scanner: finds `require "m"`, `require 'm'`, `require("m")`
+** and `require('m')`, m made of [%w_.-], in source text fed in slices
+** of any size.  It knows short comments and no more: a hit in a string
+** or a long comment is a false positive, which costs a prefetch that
+** nobody adopts, never a wrong result (prefetch only searches for and
+** compiles a Lua file).  Out of memory, names are lost, nothing else.
+** ======================================================= */
+
+enum { SC_CODE, SC_DASH, SC_COMMENT, SC_AFTER, SC_PAREN, SC_NAME };
+
+
+void ur_scan_init (ur_scan *sc, ur_job *job) {
+  memset(sc, 0, sizeof(*sc));
+  sc->job = job;
+  sc->st = SC_CODE;
+}
+
+
+static int isidchar (int c) {
+  return isalnum((unsigned char)c) || c == '_';
+}
+
+
+static int isnamechar (int c) {
+  return isidchar(c) || c == '.' || c == '-';
+}
+
+
+/* add the name just read to the job's list, unless there already */
+static void scanadd (ur_scan *sc) {
+  ur_job *job = sc->job;
+  char *name;
+  int i;
+  if (job->nprefetch >= UR_MAXPREFETCH) return;
+  for (i = 0; i < job->nprefetch; i++)
+    if (strcmp(job->prefetch[i], sc->name) == 0) return;
+  if (job->prefetch == NULL) {
+    job->prefetch = (char **)malloc(UR_MAXPREFETCH * sizeof(char *));
+    if (job->prefetch == NULL) return;
+  }
+  if ((name = strdup(sc->name)) != NULL)
+    job->prefetch[job->nprefetch++] = name;
+}
+
+
+/* one byte of source */
+static void scanbyte (ur_scan *sc, int c) {
+  switch (sc->st) {
+    case SC_AFTER: case SC_PAREN:  /* after 'require' (and a '(') */
+      if (c == ' ' || c == '\t' || c == '\r' || c == '\n') return;
+      if (c == '(' && sc->st == SC_AFTER) {
+        sc->st = SC_PAREN;
+        return;
+      }
+      if (c == '"' || c == '\'') {
+        sc->quote = c;
+        sc->nname = 0;
+        sc->st = SC_NAME;
+        return;
+      }
+      sc->st = SC_CODE;
+      break;  /* this byte is code */
+    case SC_NAME:
+      if (c == sc->quote && sc->nname > 0) {
+        sc->name[sc->nname] = '\0';
+        scanadd(sc);
+        sc->st = SC_CODE;
+        return;
+      }
+      if (isnamechar(c) && sc->nname < UR_MAXPFNAME) {
+        sc->name[sc->nname++] = (char)c;
+        return;
+      }
+      sc->st = SC_CODE;  /* no plain literal name */
+      return;
+    case SC_COMMENT:
+      if (c == '\n') sc->st = SC_CODE;
+      return;
+    case SC_DASH:
+      if (c == '-') {
+        sc->st = SC_COMMENT;
+        return;
+      }
+      sc->st = SC_CODE;
+      break;
+    default: break;
+  }
+  if (isidchar(c)) {  /* SC_CODE */
+    if (sc->nid < sizeof(sc->id)) sc->id[sc->nid] = (char)c;
+    sc->nid++;
+    return;
+  }
+  if (sc->nid == 7 && memcmp(sc->id, "require", 7) == 0) {
+    sc->nid = 0;
+    sc->st = SC_AFTER;
+    scanbyte(sc, c);  /* the byte after 'require' */
+    return;
+  }
+  sc->nid = 0;
+  if (c == '-') sc->st = SC_DASH;
+}
+
+
+void ur_scan_feed (ur_scan *sc, const char *p, size_t n) {
+  size_t i;
+  if (sc == NULL || sc->job == NULL) return;
+  for (i = 0; i < n; i++)
+    scanbyte(sc, (unsigned char)p[i]);
+}
+
+/* }====================================================== */
 
 
 /* reading time of this thread's current compile (stats) */
@@ -67,6 +184,7 @@ static const char *getF (lua_State *W, void *ud, size_t *size) {
   if (c->n > 0) {  /* are there pre-read bytes to be read? */
     *size = (size_t)c->n;
     c->n = 0;
+    if (!c->sum->binary) ur_scan_feed(c->sc, c->buff, *size);
     return c->buff;
   }
   if (feof(c->f) || ferror(c->f)) return NULL;
@@ -76,6 +194,7 @@ static const char *getF (lua_State *W, void *ud, size_t *size) {
   if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
   c->sum->hash = ur_hash(c->sum->hash, c->buff, *size);
   c->sum->n += *size;
+  if (!c->sum->binary) ur_scan_feed(c->sc, c->buff, *size);
   return c->buff;
 }
 
@@ -153,7 +272,7 @@ static int pcompile (lua_State *W) {
 ** the file was a text chunk read to its very end ('whole').
 */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
-                ur_buf *err, ur_srcsum *sum) {
+                ur_buf *err, ur_srcsum *sum, ur_scan *sc) {
   Compile c;
   int top = lua_gettop(W), status, ok = 0;
   readns = 0;
@@ -163,6 +282,7 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
   c.rerr = 0;
   c.code = code;
   c.sum = sum;
+  c.sc = sc;
   sum->hash = UR_HASHINIT;
   sum->n = 0;
   sum->binary = sum->whole = 0;

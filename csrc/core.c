@@ -4,7 +4,7 @@
 ** this one; see README.md for the API.
 **
 ** Calls go one way:  core -> require -> {cycle, loaded, searchers,
-** stats, stdsearch} -> load -> sched -> loop -> executor -> search ->
+** stats, stdsearch, prefetch} -> load -> sched -> loop -> executor -> search ->
 ** {compile, clib, cache}.
 */
 
@@ -38,6 +38,7 @@ int luaopen_uvrequire_core (lua_State *L) {
   ur_searchers_register(L);
   ur_stats_register(L);
   ur_cache_register(L);  /* setcache, cachestats (cache.c) */
+  ur_prefetch_register(L);  /* setprefetch, prefetchstats */
   ur_require_init(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE)

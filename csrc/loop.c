@@ -432,6 +432,28 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
 }
 
 
+/*
+** 'job' was submitted with no completion signal (a prefetch): it is in
+** flight for 'rt' from now on, as if 'ur_runtime_submit' had submitted
+** it.  Returns 1 if it is done already: its completion was then
+** delivered, and the caller readies its waiter itself.  The loop must
+** be set up.
+*/
+int ur_runtime_adopt (ur_runtime *rt, ur_job *job) {
+  int done;
+  job->isprefetch = 0;
+  job->lprev = NULL;
+  job->lnext = rt->jobs;
+  if (rt->jobs) rt->jobs->lprev = job;
+  rt->jobs = job;
+  rt->njobs++;
+  done = ur_exec_attach(job, &rt->wake->h);
+  job->delivered = done;
+  ur_runtime_refresh(rt);
+  return done;
+}
+
+
 /* the runtime gives up 'job' (results consumed, or owner gone) */
 void ur_runtime_drop (ur_runtime *rt, ur_job *job) {
   if (job->async != NULL) {

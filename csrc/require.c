@@ -166,12 +166,43 @@ static int outcome (lua_State *L) {
 
 
 /*
+** The load's job is a prefetch's, adopted (prefetch.c): wait for it as
+** for a job submitted now.  A task yields (at once ready if the job is
+** done); anyone else takes it back and runs it here, in place as stock
+** would, if it is still queued, else waits for its worker (then the
+** job holds bytecode: it is no in-place job).
+*/
+static int waitprefetched (lua_State *L, ur_load *ld) {
+  if (ur_sched_cansuspend(L)) {
+    lua_Integer tok = ur_sched_token(L);
+    ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
+    if (ld->rt->wake != NULL) {
+      ur_load_settoken(ld, tok);
+      if (ur_runtime_adopt(ld->rt, ld->job))
+        ur_sched_ready(L, tok);  /* done already: at the next turn */
+      return yieldwait(L, tok);
+    }
+    ur_sched_consume(L, tok);
+  }
+  if (ur_exec_takeback(ld->job)) {
+    ld->job->scan = 0;  /* (a synchronous load starts no prefetch) */
+    runhere(ld);  /* as stock: luaL_loadfilex, and no scratch state */
+  }
+  else
+    ur_exec_wait(ld->job);
+  return afterjob(L);
+}
+
+
+/*
 ** 'findloader' from the load's next searcher on.  Ends by calling the
 ** loader it finds, or by raising "module not found".  May yield.
 */
 static int findloader (lua_State *L) {
   ur_load *ld = frameload(L);
   const char *name = lua_tostring(L, 1);
+  ur_job *pj;
+  int first;
   for (;; ld->next++) {
     if (lua_rawgeti(L, 3, ld->next) == LUA_TNIL) {  /* no more */
       lua_pop(L, 1);
@@ -194,7 +225,15 @@ static int findloader (lua_State *L) {
       continue;  /* (a loop, not a call: 100,000 searchers are fine) */
     }
     lua_pop(L, 1);  /* pop searcher */
+    first = ld->next;
     ld->next = ur_std_buildjob(L, 3, ld->next, ld);
+    if ((pj = ur_prefetch_take(L, 3, first, ld->job)) != NULL) {
+      ur_job_free(ld->job);  /* (never submitted) */
+      ld->job = pj;  /* a prefetch's: only the Lua step */
+      ld->next = first + 1;  /* C steps, if needed, in a job of their own */
+      return waitprefetched(L, ld);
+    }
+    ld->job->scan = ur_sched_cansuspend(L) && ur_prefetch_on(L);
     if (ur_sched_cansuspend(L)) {
       lua_Integer tok = ur_sched_token(L);
       ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
@@ -380,6 +419,8 @@ static int afterjob (lua_State *L) {
         ur_load_dropjob(L, ld);
         return failraise(L);
       }
+      if (job->steps[job->found].kind == UR_STEP_LUA)
+        ur_prefetch_after(L, 3, job);  /* what it requires, ahead */
       lua_pushstring(L, job->file);  /* loader data */
       ld->st.l1 = uv_hrtime();
       ur_load_dropjob(L, ld);

@@ -110,6 +110,14 @@ struct ur_job {
   lua_CFunction open;         /* C: the luaopen_* function */
   int cached;                 /* Lua: 'code' came from the bytecode
                                  cache (cache.c), not from compiling */
+  char **prefetch;            /* Lua: names its source passes to
+                                 'require' as a literal (malloc'ed, at
+                                 most UR_MAXPREFETCH); only when its
+                                 source was read: not from the cache */
+  int nprefetch;
+  int scan;                   /* input: collect 'prefetch' even with
+                                 'fileonly' (the file is then read) */
+  int isprefetch;             /* submitted by prefetch.c, no waiter */
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
   int orphan;                 /* owner let go while running */
@@ -139,14 +147,34 @@ typedef struct ur_srcsum {
   int whole;      /* compiled, a text chunk read up to its end */
 } ur_srcsum;
 
-/* compile.c: compile file 'file', open as 'f' (closed), in 'W',
-   streaming it: 1 and bytecode in 'code', or 0 and the message of
-   'luaL_loadfilex' in 'err'; what was read goes to 'sum' */
+/* most names a job collects for prefetch, and the longest one */
+#define UR_MAXPREFETCH  64
+#define UR_MAXPFNAME    255
+
+/* compile.c: a scanner for `require "literal"` in source text, fed
+   bytes in any slices; the names go to 'job->prefetch' */
+typedef struct ur_scan {
+  ur_job *job;     /* where names go; NULL: scan nothing */
+  int st;          /* state */
+  int quote;       /* the opening quote of the name */
+  size_t nid;      /* length of the identifier being read */
+  size_t nname;    /* length of the name being read */
+  char id[8];
+  char name[UR_MAXPFNAME + 1];
+} ur_scan;
+
+void ur_scan_init (ur_scan *sc, ur_job *job);
+void ur_scan_feed (ur_scan *sc, const char *p, size_t n);
+
 /* compile.c: time (ns) the calling thread's last compile spent reading
    its file */
 uint64_t ur_compile_readns (void);
+/* compile.c: compile file 'file', open as 'f' (closed), in 'W',
+   streaming it: 1 and bytecode in 'code', or 0 and the message of
+   'luaL_loadfilex' in 'err'; what was read goes to 'sum', and through
+   'sc' (if not NULL) when it is a text chunk */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
-                ur_buf *err, ur_srcsum *sum);
+                ur_buf *err, ur_srcsum *sum, ur_scan *sc);
 
 /* cache.c: 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
 #define UR_HASHINIT  UINT64_C(14695981039346656037)
@@ -168,9 +196,10 @@ typedef struct ur_cachekey {
 /* cache.c: look file 'file', open as 'f' and not read yet, up in the
    cache (executor thread).  A hit returns 1 with the bytecode, in a
    malloc'ed block, in '*code' and '*len'; a miss returns 0, 'f'
-   untouched.  Either way 'ur_cache_done' must follow. */
+   untouched.  Either way 'ur_cache_done' must follow.  The source,
+   when read (to check it), goes through 'sc' too. */
 int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
-                  size_t *len);
+                  size_t *len, ur_scan *sc);
 /* cache.c: after a miss, store 'len' bytes of 'code', compiled from
    the source read as 'sum' says (when it may: else nothing happens) */
 void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
@@ -271,6 +300,7 @@ ur_runtime *ur_runtime_get (lua_State *L);
 uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
 int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job);
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
+int ur_runtime_adopt (ur_runtime *rt, ur_job *job);
 void ur_runtime_signal (ur_runtime *rt);
 void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
@@ -413,6 +443,11 @@ int ur_std_ispreload (lua_State *L, int idx);
 int ur_std_buildjob (lua_State *L, int ss, int i, ur_load *ld);
 int ur_searchers_kind (lua_State *L, int idx);
 void ur_searchers_register (lua_State *L);
+/* prefetch.c */
+void ur_prefetch_after (lua_State *L, int ss, ur_job *job);
+int ur_prefetch_on (lua_State *L);
+ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job);
+void ur_prefetch_register (lua_State *L);
 /* stats.c */
 void ur_stats_begin (lua_State *L, int idx, int prev);
 void ur_stats_job (ur_load *ld, ur_job *job);

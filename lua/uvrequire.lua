@@ -69,6 +69,7 @@ local options = {
   cache = function(v)
     return type(v) == "boolean" or (type(v) == "string" and v ~= "")
   end,
+  prefetch = { [true] = true, [false] = true },
 }
 
 local installed = false  -- install() ran once: stats start from there
@@ -80,13 +81,15 @@ end
 
 --- Make the global `require` uvrequire's. Idempotent.
 -- @param[opt] opts `{ wait = "tasks" | "any", detect = "warn" | "strict" |
--- "off", cache = false | true | dir }`.
+-- "off", cache = false | true | dir, prefetch = true | false }`.
 -- `detect`: the blocking-require detector (UVREQUIRE_DETECT overrides it).
 -- `wait`: who waits by yielding (default "tasks": only uvrequire tasks;
 -- "any": any coroutine). `cache`: the bytecode cache, process-wide:
 -- false turns it off, true puts it back to its default (the
 -- environment's choice), a string makes it that directory (unless
--- UVREQUIRE_CACHE=off); unset leaves it as it is.
+-- UVREQUIRE_CACHE=off); unset leaves it as it is. `prefetch`: compile
+-- ahead the modules a Lua module's source requires by a literal name
+-- (default true; UVREQUIRE_PREFETCH=off overrides it).
 -- @return the module
 function M.install(opts)
   if opts ~= nil then expect(1, "install", "table", opts) end
@@ -102,6 +105,10 @@ function M.install(opts)
   end
   core.setmode(opts.wait or "tasks")
   if opts.cache ~= nil then core.setcache(opts.cache) end
+  if opts.prefetch ~= nil then
+    core.setprefetch(opts.prefetch and
+                     os.getenv("UVREQUIRE_PREFETCH") ~= "off")
+  end
   local detect = opts.detect or "warn"
   local env = os.getenv("UVREQUIRE_DETECT")
   if options.detect[env] then detect = env end

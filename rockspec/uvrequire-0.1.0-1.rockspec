@@ -56,6 +56,7 @@ build = {
         "csrc/load.c",
         "csrc/loaded.c",
         "csrc/loop.c",
+        "csrc/prefetch.c",
         "csrc/require.c",
         "csrc/sched.c",
         "csrc/search.c",

@@ -1,0 +1,383 @@
+/*
+** prefetch.c: search for and compile, ahead, the Lua modules that a
+** module's source passes to 'require' as a literal (compile.c finds
+** them), while its body runs; the later 'require' adopts the job.
+** Only a task's load starts prefetches; any load adopts them.
+**
+** Only the standard Lua searcher's work is done ahead (search
+** 'package.path', read, compile): no C searcher, so no dlopen; no
+** body, ever.  Only when 'package.searchers' starts with stock's
+** preload searcher and the standard Lua searcher: any other searcher
+** could answer first, and differently.  A prefetch job has no waiter
+** and no completion signal: it is no import in flight (it keeps no
+** loop alive, and 'loopinfo' does not count it) until a 'require'
+** adopts it, and then it is that require's job, exactly as if
+** submitted then.  A 'require' adopts it only if 'package.path' is
+** the very string the prefetch searched.
+**
+** PREFETCH (the uservalue of the state's prefetch record, in the
+** registry): name -> entry, a userdata owning the job (its __gc
+** releases it), with the path searched as its uservalue.  Bounds,
+** checked whenever a prefetch starts: at most MAXNAMES entries, and
+** the bytecode of the finished ones under 'budget' bytes; the oldest
+** go first.
+*/
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ur.h"
+
+
+#define MAXNAMES     256
+#define BUDGET       (32 * 1024 * 1024)  /* bytes of bytecode held */
+
+
+/* the state's prefetch record */
+typedef struct pfstate {
+  int on;
+  size_t budget;
+  lua_Integer seq;  /* last entry's number: lower is older */
+  lua_Integer submitted, adopted, dropped;
+} pfstate;
+
+/* an entry of PREFETCH */
+typedef struct pfentry {
+  ur_job *job;  /* owned; NULL once adopted or dropped */
+  lua_Integer seq;
+} pfentry;
+
+
+static const char PFKEY = 'p';  /* registry: the prefetch record */
+extern const char ur_key_loading;  /* load.c: LOADING */
+
+
+static int entry_gc (lua_State *L) {
+  pfentry *e = (pfentry *)lua_touserdata(L, 1);
+  if (e->job != NULL) {
+    ur_exec_release(e->job);  /* (no completion signal to detach) */
+    e->job = NULL;
+  }
+  return 0;
+}
+
+
+/* push PREFETCH; return the record (created on first use: may raise) */
+static pfstate *getpf (lua_State *L) {
+  pfstate *pf;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA) {
+    pf = (pfstate *)lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    return pf;
+  }
+  lua_pop(L, 1);
+  pf = (pfstate *)lua_newuserdatauv(L, sizeof(*pf), 1);
+  memset(pf, 0, sizeof(*pf));
+  pf->on = 1;
+  pf->budget = BUDGET;
+  {
+    const char *env = getenv("UVREQUIRE_PREFETCH");
+    const char *b = getenv("UVREQUIRE_PREFETCH_BUDGET");
+    if (env != NULL && strcmp(env, "off") == 0) pf->on = 0;
+    if (b != NULL && *b != '\0') {
+      char *end;
+      unsigned long long v = strtoull(b, &end, 10);
+      if (*end == '\0') pf->budget = (size_t)v;
+    }
+  }
+  lua_newtable(L);  /* PREFETCH */
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, -3, 1);
+  lua_rotate(L, -2, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &PFKEY);  /* pops the record */
+  return pf;
+}
+
+
+/* drop the entry of 'name' (key at the top, popped) from PREFETCH at
+   't', releasing its job now */
+static void dropentry (lua_State *L, int t, pfstate *pf) {
+  pfentry *e;
+  t = lua_absindex(L, t);
+  lua_pushvalue(L, -1);
+  lua_rawget(L, t);
+  e = (pfentry *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, t);  /* pops the key */
+  if (e != NULL && e->job != NULL) {
+    ur_exec_release(e->job);
+    e->job = NULL;
+    pf->dropped++;
+  }
+}
+
+
+/*
+** Count the entries of PREFETCH at 't' and the bytes of bytecode its
+** finished jobs hold; push the name of the oldest entry (of a finished
+** job, with 'doneonly'), or nil.
+*/
+static void survey (lua_State *L, int t, int doneonly, int *n,
+                    size_t *bytes) {
+  lua_Integer oldest = 0;
+  t = lua_absindex(L, t);
+  *n = 0;
+  *bytes = 0;
+  lua_pushnil(L);  /* the oldest's name */
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    int done = e->job != NULL && ur_exec_isdone(e->job);
+    lua_pop(L, 1);
+    (*n)++;
+    if (done) *bytes += e->job->codelen;
+    if ((done || !doneonly) && (oldest == 0 || e->seq < oldest)) {
+      oldest = e->seq;
+      lua_pushvalue(L, -1);
+      lua_replace(L, -3);
+    }
+  }
+}
+
+
+/* keep PREFETCH at 't' in bounds, with room for one more entry */
+static void trim (lua_State *L, int t, pfstate *pf) {
+  int n;
+  size_t bytes;
+  for (;;) {
+    survey(L, t, 1, &n, &bytes);
+    if (bytes <= pf->budget || lua_isnil(L, -1)) break;
+    dropentry(L, t, pf);
+  }
+  lua_pop(L, 1);
+  for (;;) {
+    survey(L, t, 0, &n, &bytes);
+    if (n < MAXNAMES || lua_isnil(L, -1)) break;
+    dropentry(L, t, pf);
+  }
+  lua_pop(L, 1);
+}
+
+
+/*
+** Do the searchers at 'ss' allow prefetch: stock's preload searcher,
+** then the standard Lua searcher?  If so push the latter's 'package'
+** table and return 1; else push nothing and return 0.
+*/
+static int allowed (lua_State *L, int ss) {
+  int ok;
+  lua_rawgeti(L, ss, 1);
+  ok = ur_std_ispreload(L, -1);
+  lua_pop(L, 1);
+  if (!ok) return 0;
+  lua_rawgeti(L, ss, 2);
+  if (ur_std_kind(L, -1) != UR_STEP_LUA ||
+      lua_getupvalue(L, -1, 1) == NULL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_remove(L, -2);  /* remove the searcher */
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
+
+/* is 'name' taken (loaded, loading, preloaded, prefetched)?  Stack:
+   LOADED, LOADING, preload (or nil), PREFETCH at 'base'..'base'+3 */
+static int taken (lua_State *L, int base, const char *name) {
+  int i, t;
+  for (i = 0; i < 4; i++) {
+    if (!lua_istable(L, base + i)) continue;
+    lua_pushstring(L, name);
+    t = lua_rawget(L, base + i);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL) return 1;
+  }
+  return 0;
+}
+
+
+/*
+** Protected part of 'ur_prefetch_after' (1: the job, light userdata;
+** 2: the searchers): start a prefetch for each name the job found.
+*/
+static int startall (lua_State *L) {
+  ur_job *job = (ur_job *)lua_touserdata(L, 1);
+  pfstate *pf = getpf(L);  /* 3: PREFETCH */
+  const char *path;
+  int i, base;
+  if (!pf->on || !allowed(L, 2)) return 0;  /* 4: its 'package' */
+  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
+  if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
+    return 0;
+  path = lua_tostring(L, 5);
+  base = lua_gettop(L) + 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_key_loading);
+  lua_pushliteral(L, "preload");
+  lua_rawget(L, 4);
+  lua_pushvalue(L, 3);
+  for (i = 0; i < job->nprefetch; i++) {
+    const char *name = job->prefetch[i];
+    ur_job *pj;
+    pfentry *e;
+    if (taken(L, base, name)) continue;
+    trim(L, 3, pf);
+    e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
+    e->job = NULL;
+    e->seq = ++pf->seq;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, entry_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, 5);
+    lua_setiuservalue(L, -2, 1);  /* the path searched */
+    if ((pj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
+      return 0;
+    pj->name = strdup(name);
+    pj->steps[0].path = strdup(path);
+    pj->nsteps = 1;  /* (steps[0].kind: UR_STEP_LUA) */
+    pj->scan = pj->isprefetch = 1;
+    if (pj->name == NULL || pj->steps[0].path == NULL ||
+        ur_exec_submit(pj) != 0) {
+      ur_job_free(pj);
+      return 0;
+    }
+    e->job = pj;  /* from here on, the entry releases it */
+    pf->submitted++;
+    lua_setfield(L, 3, name);  /* PREFETCH[name] = entry */
+  }
+  return 0;
+}
+
+
+/*
+** A Lua module's job, 'job', is done and found it: prefetch the modules
+** its source names, if the searchers at 'ss' allow and the load is one
+** that may wait by yielding (a task's).  A synchronous load starts none:
+** there the Lua thread, competing with the workers for the CPUs, lost
+** more than the prefetches won (bench/prefetch.lua); it still adopts
+** what a task's load prefetched.  Never raises: prefetch is an
+** optimization, and out of memory it just does less.
+*/
+void ur_prefetch_after (lua_State *L, int ss, ur_job *job) {
+  if (job->nprefetch == 0 || !ur_sched_cansuspend(L)) return;
+  ss = lua_absindex(L, ss);
+  lua_pushcfunction(L, startall);
+  lua_pushlightuserdata(L, job);
+  lua_pushvalue(L, ss);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    lua_pop(L, 1);
+}
+
+
+/* is prefetch on in this state?  (may raise: memory) */
+int ur_prefetch_on (lua_State *L) {
+  int on = getpf(L)->on;
+  lua_pop(L, 1);
+  return on;
+}
+
+
+/*
+** 'findloader' built 'job' from searcher 'i' of the table at 'ss' on:
+** if a prefetch of its module searched the same path with the standard
+** Lua searcher at 2 (after stock's preload searcher), return that job
+** (the caller's now, with only the Lua step) and forget the entry; else
+** NULL.  An entry for a path no longer current is dropped.
+*/
+ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
+  pfstate *pf;
+  pfentry *e;
+  ur_job *pj = NULL;
+  if (i != 2 || job->nsteps == 0 || job->steps[0].kind != UR_STEP_LUA ||
+      job->steps[0].path == NULL)
+    return NULL;
+  ss = lua_absindex(L, ss);
+  pf = getpf(L);  /* PREFETCH */
+  if (lua_getfield(L, -1, job->name) != LUA_TUSERDATA) {
+    lua_pop(L, 2);
+    return NULL;
+  }
+  e = (pfentry *)lua_touserdata(L, -1);
+  lua_getiuservalue(L, -1, 1);  /* the path it searched */
+  if (e->job != NULL && allowed(L, ss)) {
+    lua_pop(L, 1);  /* (its 'package') */
+    if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0) {
+      pj = e->job;
+      e->job = NULL;
+      pf->adopted++;
+    }
+  }
+  lua_pop(L, 2);  /* pop path, entry */
+  lua_pushstring(L, job->name);
+  dropentry(L, -2, pf);  /* a stale one is dropped */
+  lua_pop(L, 1);  /* pop PREFETCH */
+  return pj;
+}
+
+
+/* core.setprefetch(on) */
+static int l_setprefetch (lua_State *L) {
+  pfstate *pf = getpf(L);
+  pf->on = lua_toboolean(L, 1);
+  if (!pf->on) {  /* drop every prefetch */
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      dropentry(L, -3, pf);
+    }
+  }
+  return 0;
+}
+
+
+/*
+** core.prefetchstats(): {on, submitted, adopted, dropped, entries,
+** done (of them, finished), held (bytes of their bytecode)}
+*/
+static int l_prefetchstats (lua_State *L) {
+  pfstate *pf = getpf(L);
+  lua_Integer n = 0, done = 0, held = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    n++;
+    if (e->job != NULL && ur_exec_isdone(e->job)) {
+      done++;
+      held += (lua_Integer)e->job->codelen;
+    }
+  }
+  lua_createtable(L, 0, 7);
+  lua_pushboolean(L, pf->on);
+  lua_setfield(L, -2, "on");
+  lua_pushinteger(L, pf->submitted);
+  lua_setfield(L, -2, "submitted");
+  lua_pushinteger(L, pf->adopted);
+  lua_setfield(L, -2, "adopted");
+  lua_pushinteger(L, pf->dropped);
+  lua_setfield(L, -2, "dropped");
+  lua_pushinteger(L, n);
+  lua_setfield(L, -2, "entries");
+  lua_pushinteger(L, done);
+  lua_setfield(L, -2, "done");
+  lua_pushinteger(L, held);
+  lua_setfield(L, -2, "held");
+  return 1;
+}
+
+
+/* add 'setprefetch' and 'prefetchstats' to the table at the top */
+void ur_prefetch_register (lua_State *L) {
+  lua_pushcfunction(L, l_setprefetch);
+  lua_setfield(L, -2, "setprefetch");
+  lua_pushcfunction(L, l_prefetchstats);
+  lua_setfield(L, -2, "prefetchstats");
+}
