@@ -72,6 +72,7 @@ bench: deps all
 	UVREQUIRE_CACHE=off $(LUA) bench/run.lua
 	UVREQUIRE_CACHE=off $(LUA) bench/luarocks.lua
 	$(LUA) bench/cache.lua
+	$(LUA) bench/prefetch.lua
 
 # (its modules are generated afresh each run: they stay out of the cache)
 demo: deps all
