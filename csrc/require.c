@@ -34,8 +34,6 @@
 #define FRAME     5  /* the guard, to-be-closed: nothing goes below */
 
 
-
-
 static int k_wait (lua_State *L, int status, lua_KContext ctx);
 static int k_loaded (lua_State *L, int status, lua_KContext ctx);
 static int afterjob (lua_State *L);
@@ -91,10 +89,15 @@ static const char *checkname (lua_State *L, const char *fname) {
 #define frameload(L)  ((ur_load *)lua_touserdata(L, LOADIDX))
 
 
-/* run the load's job here, in place, as stock would (timed) */
+/*
+** Run the load's job here, in place, as stock would (timed): search,
+** and the Lua thread then loads the file with luaL_loadfilex.  It is
+** read once, by the loader: a job run here starts no prefetch.
+*/
 static void runhere (ur_load *ld) {
   ur_job *job = ld->job;
   job->inplace = job->fileonly = 1;
+  job->scan = 0;
   job->t_start = uv_hrtime();
   ur_job_run(job, NULL);
   job->t_end = uv_hrtime();
@@ -166,11 +169,24 @@ static int outcome (lua_State *L) {
 
 
 /*
+** The load's job is on the executor and the running thread cannot
+** wait by yielding: take it back and run it here if it is still
+** queued, else wait for its worker (then it holds bytecode); then take
+** its results.
+*/
+static int finishhere (lua_State *L, ur_load *ld) {
+  if (ur_exec_takeback(ld->job))
+    runhere(ld);
+  else
+    ur_exec_wait(ld->job);
+  return afterjob(L);
+}
+
+
+/*
 ** The load's job is a prefetch's, adopted (prefetch.c): wait for it as
 ** for a job submitted now.  A task yields (at once ready if the job is
-** done); anyone else takes it back and runs it here, in place as stock
-** would, if it is still queued, else waits for its worker (then the
-** job holds bytecode: it is no in-place job).
+** done); anyone else finishes it here.
 */
 static int waitprefetched (lua_State *L, ur_load *ld) {
   if (ur_sched_cansuspend(L)) {
@@ -184,13 +200,7 @@ static int waitprefetched (lua_State *L, ur_load *ld) {
     }
     ur_sched_consume(L, tok);
   }
-  if (ur_exec_takeback(ld->job)) {
-    ld->job->scan = 0;  /* (a synchronous load starts no prefetch) */
-    runhere(ld);  /* as stock: luaL_loadfilex, and no scratch state */
-  }
-  else
-    ur_exec_wait(ld->job);
-  return afterjob(L);
+  return finishhere(L, ld);
 }
 
 
@@ -201,6 +211,7 @@ static int waitprefetched (lua_State *L, ur_load *ld) {
 static int findloader (lua_State *L) {
   ur_load *ld = frameload(L);
   const char *name = lua_tostring(L, 1);
+  int susp = ur_sched_cansuspend(L);  /* may it wait by yielding? */
   ur_job *pj;
   int first;
   for (;; ld->next++) {
@@ -217,7 +228,7 @@ static int findloader (lua_State *L) {
       ld->st.searcher = ur_std_ispreload(L, -1) ? "preload" : "other";
       ld->st.l0 = uv_hrtime();  /* (a loader it finds is loaded now) */
       lua_pushstring(L, name);
-      if (!ur_sched_cansuspend(L))  /* call it, as stock (protected) */
+      if (!susp)  /* call it, as stock (protected) */
         n = searched(L, lua_pcall(L, 1, 2, 0));
       else
         n = searched(L, lua_pcallk(L, 1, 2, 0, 0, k_searched));
@@ -233,8 +244,8 @@ static int findloader (lua_State *L) {
       ld->next = first + 1;  /* C steps, if needed, in a job of their own */
       return waitprefetched(L, ld);
     }
-    ld->job->scan = ur_sched_cansuspend(L) && ur_prefetch_on(L);
-    if (ur_sched_cansuspend(L)) {
+    ld->job->scan = susp && ur_prefetch_on(L);
+    if (susp) {
       lua_Integer tok = ur_sched_token(L);
       ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
       if (ur_runtime_submit(L, ld->rt, ld->job) == 0) {
@@ -328,10 +339,10 @@ static int step (lua_State *L) {
 ** Resumed: the token is spent.  A wait cancelled (task:cancel, or a
 ** timeout) raises its error; the load goes on for others.  Resumed by
 ** the scheduler (or a synchronous require moving this thread along):
-** take the next step.  A task that
-** anyone else resumed yields again, to be resumed by the scheduler at
-** its next turn.  (Other coroutines, in mode "any", are driven by their
-** resumers: they take the next step if they can.)
+** take the next step.  A task that anyone else resumed yields again,
+** to be resumed by the scheduler at its next turn.  (Other coroutines,
+** in mode "any", are driven by their resumers: they take the next step
+** if they can.)
 */
 static int k_wait (lua_State *L, int status, lua_KContext ctx) {
   int foreign;
@@ -513,10 +524,9 @@ static int suspended (lua_State *L) {
 ** if still queued, or waited for if running).  Raises if some thread
 ** on the way waits on anything else.
 */
-static lua_State *tomove (lua_State *L, ur_load *ld) {
+static lua_State *tomove (lua_State *L) {
   lua_State *t = ur_load_driver(L, LOADIDX);
   int hops;
-  (void)ld;
   for (hops = 0; hops < 10000; hops++) {
     ur_load *x;
     lua_State *xd;
@@ -554,7 +564,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
     if (ld->state == UR_LDONE || ld->state == UR_LFAIL)
       return outcome(L);
     if (ld->state == UR_LRUN) {
-      ur_sched_resume(L, tomove(L, ld));
+      ur_sched_resume(L, tomove(L));
       lua_settop(L, FRAME);
       continue;
     }
@@ -567,11 +577,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
       return callloader(L);
     }
     if (ld->job == NULL) return findloader(L);
-    if (ur_exec_takeback(ld->job))
-      runhere(ld);
-    else
-      ur_exec_wait(ld->job);
-    return afterjob(L);
+    return finishhere(L, ld);
   }
 }
 
@@ -663,7 +669,7 @@ static int dorequire (lua_State *L, const char *fname) {
     lua_pop(L, 1);
   }
   if (ur_runtime_get(L)->detect != 0) {  /* a blocking require? */
-    int n = ur_stats_detect(L, ur_runtime_get(L), name);
+    int n = ur_stats_detect(L, name);
     if (n >= 0) return n;
   }
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)

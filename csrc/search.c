@@ -180,29 +180,6 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 
 
 /*
-** Read the text of file 'f', of 'size' bytes, through the prefetch
-** scanner (a Lua file that the Lua thread then loads itself, by name:
-** only a regular file, whose bytes are there to read again); a binary
-** chunk, or a first line starting with '#', is not scanned.  (A read
-** error just ends it.)
-*/
-static void scanfile (ur_scan *sc, FILE *f, size_t size) {
-  char buff[BUFSIZ];
-  size_t n;
-  int first = 1;
-  while (size > 0 &&
-         (n = fread(buff, 1, size < sizeof(buff) ? size : sizeof(buff),
-                    f)) > 0) {
-    size -= n;
-    if (first && (buff[0] == LUA_SIGNATURE[0] || buff[0] == '#'))
-      return;  /* (a BOM before either is rare: just scanned) */
-    first = 0;
-    ur_scan_feed(sc, buff, n);
-  }
-}
-
-
-/*
 ** Lua searcher: found 'file', open as 'f'; compile it in 'W' (closes
 ** 'f').  On an executor thread the bytecode cache is asked first, and
 ** given the bytecode after a miss.  On the Lua thread ('inplace'), with
@@ -220,11 +197,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   job->file = file;
   if (job->inplace && job->fileonly) {
     struct stat sb;  /* (its size, for stats) */
-    if (fstat(fileno(f), &sb) == 0) {
-      job->srcbytes = (size_t)sb.st_size;
-      if (job->scan && S_ISREG(sb.st_mode))
-        scanfile(&sc, f, (size_t)sb.st_size);
-    }
+    if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
     fclose(f);
     job->outcome = UR_FOUND;
     return;

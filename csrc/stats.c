@@ -261,7 +261,8 @@ void ur_stats_reportblock (lua_State *L, const char *name, int site,
 ** how long it blocked (once per module and call site).  Returns -1 to
 ** go on as usual, else the results of this 'require'.
 */
-int ur_stats_detect (lua_State *L, ur_runtime *rt, const char *name) {
+int ur_stats_detect (lua_State *L, const char *name) {
+  ur_runtime *rt = ur_runtime_get(L);
   uint64_t t0;
   int n, status, site;
   if (rt->detect == 0 || rt->blocking > 0 || ur_sched_cansuspend(L) ||

@@ -115,8 +115,9 @@ struct ur_job {
                                  most UR_MAXPREFETCH); only when its
                                  source was read: not from the cache */
   int nprefetch;
-  int scan;                   /* input: collect 'prefetch' even with
-                                 'fileonly' (the file is then read) */
+  int scan;                   /* input: collect 'prefetch' (executor
+                                 jobs only: a job run in place never
+                                 reads its file for it) */
   int isprefetch;             /* submitted by prefetch.c, no waiter */
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
@@ -456,7 +457,7 @@ void ur_stats_pushsite (lua_State *L);
 void ur_stats_reportblock (lua_State *L, const char *name, int site,
                            uint64_t ns);
 void ur_stats_register (lua_State *L);
-int ur_stats_detect (lua_State *L, ur_runtime *rt, const char *name);
+int ur_stats_detect (lua_State *L, const char *name);
 int ur_require_calledbystock (lua_State *L, int level);
 void ur_loaded_guard (lua_State *L, int req);
 int ur_loaded_foreign (lua_State *L, int idx);
