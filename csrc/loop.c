@@ -212,11 +212,14 @@ static void leaveloop (ur_runtime *rt) {
 
 
 /*
-** In a forked child, on our own loop: renew the loop's kernel state
-** (epoll, the eventfd behind async handles) and give the jobs in flight
-** a new wake-up handle.  The old one may hold a signal sent to the old
-** eventfd, marked pending, which would swallow every later one; the
-** workers (the executor restarts them in the child) are off it first.
+** In a forked child, on our own loop or luv's (a host forks its own):
+** renew the loop's kernel state (epoll, the eventfd behind async
+** handles) and give the jobs in flight a new wake-up handle.  Without
+** it the child would change the epoll set it shares with its parent
+** (and could leave the parent's loop deaf to its own wake-ups).  The
+** old handle may hold a signal sent to the old eventfd, marked pending,
+** which would swallow every later one; the workers (the executor
+** restarts them in the child) are off it first.
 */
 static void renewafterfork (lua_State *L, ur_runtime *rt) {
   ur_wakeh *w;
@@ -225,10 +228,10 @@ static void renewafterfork (lua_State *L, ur_runtime *rt) {
   rt->pid = (long)getpid();
   for (j = rt->jobs; j != NULL; j = j->lnext)
     ur_exec_detach(j);
-  uv_loop_fork(&rt->own);
+  uv_loop_fork(rt->loop);
   closewake(rt);
   if ((w = (ur_wakeh *)malloc(sizeof(*w))) == NULL ||
-      (err = uv_async_init(&rt->own, &w->h, onwake)) != 0) {
+      (err = uv_async_init(rt->loop, &w->h, onwake)) != 0) {
     free(w);
     luaL_error(L, "uvrequire: cannot set up the loop after fork");
   }
@@ -286,7 +289,8 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   int err;
   if (rt->closed)
     luaL_error(L, "uvrequire: the state is closing");
-  if (rt->loop == &rt->own && rt->pid != (long)getpid())
+  if (rt->loop != NULL && rt->pid != (long)getpid() &&
+      strcmp(rt->kind, "host") != 0)
     renewafterfork(L, rt);
   if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn ||
                            rt->timers != NULL))
@@ -301,7 +305,6 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
     if ((err = uv_loop_init(&rt->own)) != 0)
       luaL_error(L, "uvrequire: cannot create a loop: %s", uv_strerror(err));
     loop = &rt->own;
-    rt->pid = (long)getpid();
   }
   if ((w = (ur_wakeh *)malloc(sizeof(*w))) == NULL ||
       (err = uv_async_init(loop, &w->h, onwake)) != 0) {
@@ -316,6 +319,7 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   rt->wake = w;
   rt->loop = loop;
   rt->kind = kind;
+  rt->pid = (long)getpid();  /* (a fork child renews it: see above) */
   return loop;
 }
 
