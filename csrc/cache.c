@@ -49,7 +49,7 @@
 #endif
 
 /* uvrequire's entry format: change it whenever an entry's meaning does */
-#define CACHE_FORMAT 1
+#define CACHE_FORMAT 2
 
 #define MAGIC  "uvrqbc\n"  /* 8 bytes with its '\0' */
 
@@ -123,15 +123,74 @@ static const char *curdir (void) {
 }
 
 
-/* 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
-uint64_t ur_hash (uint64_t h, const void *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  size_t i;
-  for (i = 0; i < n; i++) {
-    h ^= s[i];
-    h *= UINT64_C(1099511628211);
+/*
+** The content hash: 64 bits, 8 bytes a step (a multiply and a rotate),
+** the same whatever slices the bytes come in.  It guards against
+** accidents (an edit that kept size and mtime, a corrupt entry), not
+** against an attacker: entries are trusted by their owner and mode.
+*/
+#define K1  UINT64_C(0x9e3779b97f4a7c15)
+#define K2  UINT64_C(0xc2b2ae3d27d4eb4f)
+
+static uint64_t mix (uint64_t h, uint64_t w) {
+  h ^= w * K1;
+  h = (h << 27) | (h >> 37);
+  return h * K2 + UINT64_C(0x165667b19e3779f9);
+}
+
+
+/* the little-endian 64-bit word at 'p' */
+static uint64_t word (const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, sizeof(w));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = __builtin_bswap64(w);
+#endif
+  return w;
+}
+
+
+void ur_hash_init (ur_hasher *s) {
+  s->h = UINT64_C(0x27d4eb2f165667c5);
+  s->n = s->tail = 0;
+}
+
+
+void ur_hash_add (ur_hasher *s, const void *p, size_t n) {
+  const unsigned char *b = (const unsigned char *)p;
+  unsigned k = (unsigned)(s->n & 7);  /* bytes pending in 'tail' */
+  s->n += n;
+  if (k != 0) {  /* complete the pending word first */
+    for (; k < 8 && n > 0; k++, n--)
+      s->tail |= (uint64_t)*b++ << (8 * k);
+    if (k < 8) return;
+    s->h = mix(s->h, s->tail);
+    s->tail = 0;
   }
-  return h;
+  for (; n >= 8; n -= 8, b += 8)
+    s->h = mix(s->h, word(b));
+  for (k = 0; n > 0; k++, n--)
+    s->tail |= (uint64_t)*b++ << (8 * k);
+}
+
+
+uint64_t ur_hash_end (const ur_hasher *s) {
+  uint64_t h = s->h;
+  if (s->n & 7) h = mix(h, s->tail);
+  h ^= s->n;
+  h ^= h >> 33;  /* final avalanche (MurmurHash3's fmix64) */
+  h *= UINT64_C(0xff51afd7ed558ccd);
+  h ^= h >> 33;
+  h *= UINT64_C(0xc4ceb9fe1a85ec53);
+  return h ^ (h >> 33);
+}
+
+
+uint64_t ur_hash (const void *p, size_t n) {
+  ur_hasher s;
+  ur_hash_init(&s);
+  ur_hash_add(&s, p, n);
+  return ur_hash_end(&s);
 }
 
 
@@ -274,6 +333,7 @@ static int l_setcache (lua_State *L) {
 
 /* core.cachestats(): { hits, misses, writes, dir = dir or false } */
 static int l_cachestats (lua_State *L) {
+  ur_exec_flush();  /* entries on their way count as written */
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)counted(&nhits));
   lua_setfield(L, -2, "hits");
@@ -286,6 +346,19 @@ static int l_cachestats (lua_State *L) {
   lua_setfield(L, -2, "dir");
   return 1;
 }
+
+
+/* __gc of the state's flush sentinel: entries are written before the
+   state is gone (a program that ends by closing its state leaves its
+   cache whole, and no temporary file behind) */
+static int flush_gc (lua_State *L) {
+  (void)L;
+  ur_exec_flush();
+  return 0;
+}
+
+
+static const char FLUSHKEY = 'f';  /* registry: the flush sentinel */
 
 
 /*
@@ -304,6 +377,12 @@ void ur_cache_register (lua_State *L) {
   lua_setfield(L, -2, "setcache");
   lua_pushcfunction(L, l_cachestats);
   lua_setfield(L, -2, "cachestats");
+  lua_newuserdatauv(L, 0, 0);  /* the flush sentinel */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, flush_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FLUSHKEY);  /* pops it */
 }
 
 /* }====================================================== */
@@ -386,17 +465,19 @@ static int writeall (int fd, const void *p, size_t n) {
 static int hashfile (int fd, uint64_t size, uint64_t *h, ur_scan *sc) {
   char buff[BUFSIZ];
   uint64_t n = 0;
-  *h = UR_HASHINIT;
+  ur_hasher hs;
+  ur_hash_init(&hs);
   for (;;) {
     ssize_t r = pread(fd, buff, sizeof(buff), (off_t)n);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return 0;
     if (r == 0) break;
-    *h = ur_hash(*h, buff, (size_t)r);
+    ur_hash_add(&hs, buff, (size_t)r);
     ur_scan_feed(sc, buff, (size_t)r);
     n += (uint64_t)r;
     if (n > size) return 0;
   }
+  *h = ur_hash_end(&hs);
   return n == size;
 }
 
@@ -465,7 +546,7 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len,
   if (bc == NULL ||
       !readall(efd, bc, (size_t)h.codelen,
                (off_t)(sizeof(h) + h.pathlen + h.namelen)) ||
-      ur_hash(UR_HASHINIT, bc, (size_t)h.codelen) != h.codehash ||
+      ur_hash(bc, (size_t)h.codelen) != h.codehash ||
       !__atomic_load_n(&refok, __ATOMIC_ACQUIRE) ||
       memcmp(bc, refhdr, LUACHDR) != 0)
     goto done;
@@ -506,8 +587,7 @@ int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
       strlen(k->abspath) >= MAXPATH)
     return 0;  /* no memory, or no working directory: no cache */
   snprintf(k->entry, sizeof(k->entry), "%016llx.luac",
-           (unsigned long long)ur_hash(UR_HASHINIT, k->abspath,
-                                       strlen(k->abspath)));
+           (unsigned long long)ur_hash(k->abspath, strlen(k->abspath)));
   count(&nmisses);  /* taken back on a hit */
   k->dirfd = opentrusted(dir);
   if (k->dirfd < 0) {
@@ -544,9 +624,9 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
     if ((k->dirfd = opentrusted(k->dir)) < 0) return;
   }
   makeheader(k, &h);
-  h.srchash = sum->hash;
+  h.srchash = ur_hash_end(&sum->hash);
   h.codelen = len;
-  h.codehash = ur_hash(UR_HASHINIT, code, len);
+  h.codehash = ur_hash(code, len);
   snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", k->entry, (long)getpid(),
            __atomic_fetch_add(&ntemp, 1, __ATOMIC_RELAXED));
   fd = openat(k->dirfd, tmp,
@@ -561,6 +641,64 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
     count(&nwrites);
   else
     (void)unlinkat(k->dirfd, tmp, 0);
+}
+
+
+/* an entry to write later, on an executor thread */
+struct ur_cachewrite {
+  ur_cachekey k;        /* its 'name' points into 'name' below */
+  ur_srcsum sum;
+  char *code;
+  size_t len;
+  char name[1];         /* (allocated to its length) */
+};
+
+
+void ur_cache_runwrite (ur_cachewrite *w) {
+  ur_cache_put(&w->k, w->code, w->len, &w->sum);
+}
+
+
+void ur_cache_freewrite (ur_cachewrite *w) {
+  ur_cache_done(&w->k);
+  free(w->code);
+  free(w);
+}
+
+
+/*
+** See ur.h.  Writing an entry costs a file creation and a rename: on a
+** disk file system, a good part of a millisecond.  A job's owner waits
+** for none of it: the entry is written by a job of its own, queued
+** behind the imports.  Without memory or an executor it is written at
+** once, or not at all.
+*/
+void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
+                        const ur_srcsum *sum) {
+  size_t nl = strlen(k->name);
+  ur_cachewrite *w;
+  ur_job *job;
+  if (!k->write || !sum->whole || sum->n != k->size || len < LUACHDR ||
+      (w = (ur_cachewrite *)malloc(sizeof(*w) + nl)) == NULL) {
+    free(code);
+    ur_cache_done(k);
+    return;
+  }
+  w->k = *k;  /* takes over 'dirfd' and 'abspath' */
+  memcpy(w->name, k->name, nl + 1);
+  w->k.name = w->name;
+  w->sum = *sum;
+  w->code = code;
+  w->len = len;
+  k->dirfd = -1;
+  k->abspath = NULL;
+  if ((job = (ur_job *)calloc(1, sizeof(ur_job))) != NULL) {
+    job->cw = w;
+    if (ur_exec_submitdetached(job) == 0) return;
+    free(job);
+  }
+  ur_cache_runwrite(w);  /* no job: now */
+  ur_cache_freewrite(w);
 }
 
 

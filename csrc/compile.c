@@ -1,6 +1,7 @@
 /*
-** compile.c: compile a Lua file to bytecode, off the Lua thread.  Runs
-** on an executor thread, in that thread's own lua_State.
+** compile.c: compile a Lua file: to bytecode, on an executor thread in
+** that thread's own lua_State ('ur_compile'); or into the Lua state,
+** on the Lua thread, for a job run in place ('ur_job_load').
 **
 ** The file is streamed to 'lua_load' through a reader, as Lua 5.4.4's
 ** 'luaL_loadfilex' (lauxlib.c) feeds it, so that the source is never
@@ -19,7 +20,6 @@
 */
 
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +60,14 @@ void ur_scan_init (ur_scan *sc, ur_job *job) {
 }
 
 
-static int isidchar (int c) {
-  return isalnum((unsigned char)c) || c == '_';
-}
+/* byte classes: 1 identifier ([%w_]), 2 name only ('.', '-') */
+static const unsigned char cls[256] = {
+  ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['_'] = 1,
+  ['.'] = 2, ['-'] = 2
+};
 
-
-static int isnamechar (int c) {
-  return isidchar(c) || c == '.' || c == '-';
-}
+#define isidchar(c)    (cls[(unsigned char)(c)] == 1)
+#define isnamechar(c)  (cls[(unsigned char)(c)] != 0)
 
 
 /* add the name just read to the job's list, unless there already */
@@ -145,11 +145,36 @@ static void scanbyte (ur_scan *sc, int c) {
 }
 
 
+/*
+** Feed 'n' bytes at 'p'.  Plain code and comments, nearly all of a
+** source, take a tight loop; 'scanbyte' gets the rest: the byte that
+** ends an identifier "require", a dash, and what follows them.
+*/
 void ur_scan_feed (ur_scan *sc, const char *p, size_t n) {
-  size_t i;
+  const unsigned char *s = (const unsigned char *)p, *e = s + n;
   if (sc == NULL || sc->job == NULL) return;
-  for (i = 0; i < n; i++)
-    scanbyte(sc, (unsigned char)p[i]);
+  while (s < e) {
+    if (sc->st == SC_COMMENT) {  /* to the end of the line */
+      const unsigned char *nl = memchr(s, '\n', (size_t)(e - s));
+      if (nl == NULL) return;
+      s = nl;  /* ('scanbyte' takes the newline) */
+    }
+    else if (sc->st == SC_CODE) {
+      for (; s < e; s++) {
+        int c = *s;
+        if (isidchar(c)) {
+          if (sc->nid < sizeof(sc->id)) sc->id[sc->nid] = (char)c;
+          sc->nid++;
+        }
+        else if (c == '-' || sc->nid == 7)
+          break;  /* maybe "--" or "require": 'scanbyte' tells */
+        else
+          sc->nid = 0;
+      }
+      if (s == e) return;
+    }
+    scanbyte(sc, *s++);
+  }
 }
 
 /* }====================================================== */
@@ -169,7 +194,7 @@ static int cgetc (Compile *c) {
   int ch = getc(c->f);
   if (ch != EOF) {
     unsigned char b = (unsigned char)ch;
-    c->sum->hash = ur_hash(c->sum->hash, &b, 1);
+    ur_hash_add(&c->sum->hash, &b, 1);
     c->sum->n++;
   }
   return ch;
@@ -192,7 +217,7 @@ static const char *getF (lua_State *W, void *ud, size_t *size) {
   *size = fread(c->buff, 1, sizeof(c->buff), c->f);
   readns += uv_hrtime() - t0;
   if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
-  c->sum->hash = ur_hash(c->sum->hash, c->buff, *size);
+  ur_hash_add(&c->sum->hash, c->buff, *size);
   c->sum->n += *size;
   if (!c->sum->binary) ur_scan_feed(c->sc, c->buff, *size);
   return c->buff;
@@ -236,14 +261,12 @@ static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
 
 
 /*
-** Protected part of 'ur_compile' (light userdata 1: the Compile):
-** load the chunk and dump it.  Returns the chunk (or the loader's
-** message) on the stack; a failed dump raises "not enough memory".
+** Read the start of the file as 'luaL_loadfilex' does: an optional BOM,
+** a first line starting with '#' (its newline kept), and whether it is
+** a binary chunk; leaves in 'c->buff' the bytes the reader gives first.
 */
-static int pcompile (lua_State *W) {
-  Compile *c = (Compile *)lua_touserdata(W, 1);
+static void readstart (Compile *c) {
   int ch;
-  lua_pushfstring(W, "@%s", c->file);  /* chunk name */
   c->n = 0;
   if (skipcomment(c, &ch))  /* read initial portion */
     c->buff[c->n++] = '\n';  /* add newline to correct line numbers */
@@ -254,6 +277,35 @@ static int pcompile (lua_State *W) {
   if (ch != EOF)
     c->buff[c->n++] = (char)ch;  /* first byte of the stream */
   if (ferror(c->f)) c->rerr = errno;
+}
+
+
+/* set up 'c' to read 'f' ('file': its name), hashing into 'sum' */
+static void startcompile (Compile *c, const char *file, FILE *f,
+                          ur_buf *code, ur_srcsum *sum, ur_scan *sc) {
+  readns = 0;
+  c->file = file;
+  c->f = f;
+  c->n = 0;
+  c->rerr = 0;
+  c->code = code;
+  c->sum = sum;
+  c->sc = sc;
+  ur_hash_init(&sum->hash);
+  sum->n = 0;
+  sum->binary = sum->whole = 0;
+}
+
+
+/*
+** Protected part of 'ur_compile' (light userdata 1: the Compile):
+** load the chunk and dump it.  Returns the chunk (or the loader's
+** message) on the stack; a failed dump raises "not enough memory".
+*/
+static int pcompile (lua_State *W) {
+  Compile *c = (Compile *)lua_touserdata(W, 1);
+  lua_pushfstring(W, "@%s", c->file);  /* chunk name */
+  readstart(c);
   if (lua_load(W, getF, c, lua_tostring(W, -1), NULL) != LUA_OK)
     return 1;  /* the message */
   if (lua_dump(W, writer, c->code, 0) != 0)
@@ -275,17 +327,7 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err, ur_srcsum *sum, ur_scan *sc) {
   Compile c;
   int top = lua_gettop(W), status, ok = 0;
-  readns = 0;
-  c.file = file;
-  c.f = f;
-  c.n = 0;
-  c.rerr = 0;
-  c.code = code;
-  c.sum = sum;
-  c.sc = sc;
-  sum->hash = UR_HASHINIT;
-  sum->n = 0;
-  sum->binary = sum->whole = 0;
+  startcompile(&c, file, f, code, sum, sc);
   lua_pushcfunction(W, pcompile);
   lua_pushlightuserdata(W, &c);
   status = lua_pcall(W, 1, 1, 0);
@@ -311,4 +353,54 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
     code->oom = 0;
   }
   return ok;
+}
+
+
+/*
+** See ur.h.  On the Lua thread: the file is streamed to 'lua_load' in
+** 'L' itself, so a module compiled here costs what stock's load costs,
+** plus the scan for prefetch; after a cache miss that may write, the
+** chunk is dumped and the entry written later, by an executor thread.
+*/
+int ur_job_load (lua_State *L, ur_job *job) {
+  Compile c;
+  ur_srcsum sum;
+  ur_scan sc;
+  int status, rerr;
+  if (job->code != NULL)  /* from the cache */
+    return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
+  lua_pushfstring(L, "@%s", job->file);  /* chunk name (the job still
+                                             owns the file if it raises) */
+  ur_scan_init(&sc, job->scan ? job : NULL);
+  startcompile(&c, job->file, job->fp, NULL, &sum, &sc);
+  job->fp = NULL;  /* closed below */
+  readstart(&c);
+  status = lua_load(L, getF, &c, lua_tostring(L, -1), NULL);
+  lua_remove(L, -2);  /* chunk name */
+  rerr = ferror(c.f);
+  sum.whole = !sum.binary && feof(c.f);
+  fclose(c.f);
+  job->read_ns = readns;
+  job->srcbytes = (size_t)sum.n;
+  if (rerr) {  /* ignore results from 'lua_load' */
+    char buf[128];
+    lua_pop(L, 1);
+    lua_pushfstring(L, "cannot read %s: %s", job->file,
+                    strerror_r(c.rerr, buf, sizeof(buf)));
+    status = LUA_ERRFILE;
+  }
+  if (job->ck != NULL) {  /* a miss: the entry, if it may be written */
+    ur_cachekey *k = job->ck;
+    ur_buf code = {NULL, 0, 0, 0};
+    job->ck = NULL;
+    if (status == LUA_OK && lua_dump(L, writer, &code, 0) == 0 &&
+        !code.oom) {
+      ur_cache_putlater(k, code.p, code.n, &sum);  /* takes 'code' */
+      code.p = NULL;
+    }
+    ur_buf_free(&code);
+    ur_cache_done(k);
+    free(k);
+  }
+  return status;
 }

@@ -33,7 +33,7 @@
 #include "ur.h"
 
 
-#define DEFAULT_MINTHREADS 4
+#define DEFAULT_MINTHREADS 1
 #define DEFAULT_MAXTHREADS 8
 
 /* a worker state still this large (KB) after a full collection is
@@ -50,6 +50,7 @@ static ur_job *running;       /* UR_RUNNING jobs, linked by 'next' */
 static int nthreads;          /* threads running; 0 if none could start */
 static int ready;             /* 'lock' and conditions are usable */
 static int restart;           /* a fork child: start workers anew */
+static int nwrites;           /* cache write jobs queued or running */
 
 
 /*
@@ -111,6 +112,8 @@ static void worker (void *arg) {
     uv_mutex_lock(&lock);
     unrun(job);
     if (job->orphan) {  /* owner is gone: results go nowhere */
+      if (job->cw != NULL && --nwrites == 0)
+        uv_cond_broadcast(&done_cond);
       uv_mutex_unlock(&lock);
       ur_job_free(job);
       continue;
@@ -126,12 +129,10 @@ static void worker (void *arg) {
 
 /*
 ** Thread count: UVREQUIRE_THREADS if set to a number in 1..64, else
-** the available parallelism, clamped to 4..8.  Measured (make bench,
-** 20 tasks importing 200 modules, 2 CPUs): 1 thread took 1.9 times
-** stock's time, 2 to 8 threads 1.0 to 1.4 times, within the noise.
-** Imports are mostly Lua-thread bound, so more threads gain little;
-** the floor of 4 is for reads that block (a FIFO, a slow network
-** mount): a few of those must not stall every other import.
+** the available parallelism (no more threads than cores: compiling
+** is CPU work, and the Lua thread needs its core), at most 8.  Set
+** UVREQUIRE_THREADS higher where reads may block for long (a FIFO, a
+** slow network mount): each such read holds a thread.
 */
 static int wanted_threads (void) {
   const char *env = getenv("UVREQUIRE_THREADS");
@@ -213,7 +214,10 @@ static void afterfork_child (void) {
     abort();  /* cannot happen with glibc; nothing sane to do */
   for (job = running; job != NULL; job = next) {
     next = job->next;
-    if (job->orphan) continue;  /* nobody wants it: leaked */
+    if (job->orphan) {  /* nobody wants it: leaked */
+      if (job->cw != NULL) nwrites--;
+      continue;
+    }
     resetjob(job);
     job->state = UR_QUEUED;
     job->next = head;
@@ -267,15 +271,17 @@ int ur_exec_threads (void) {
 
 
 /*
-** Queue 'job'.  Returns 0, or a libuv error code when no executor
-** thread could be started (the job is then untouched and still the
-** caller's).
+** Queue 'job', an orphan from the start if 'orphan'.  Returns 0, or a
+** libuv error code when no executor thread could be started (the job
+** is then untouched and still the caller's).
 */
-int ur_exec_submit (ur_job *job) {
+static int submit (ur_job *job, int orphan) {
   if (ur_exec_threads() == 0)
     return UV_EAGAIN;
   uv_mutex_lock(&lock);
+  job->orphan = orphan;
   job->state = UR_QUEUED;
+  if (job->cw != NULL) nwrites++;
   job->next = NULL;
   if (tail != NULL) tail->next = job;
   else head = job;
@@ -283,6 +289,20 @@ int ur_exec_submit (ur_job *job) {
   uv_cond_signal(&work_cond);
   uv_mutex_unlock(&lock);
   return 0;
+}
+
+
+int ur_exec_submit (ur_job *job) {
+  return submit(job, 0);
+}
+
+
+/*
+** Queue 'job', owned by nobody from here on (an orphan from the start:
+** its worker frees it).  Returns as 'ur_exec_submit'.
+*/
+int ur_exec_submitdetached (ur_job *job) {
+  return submit(job, 1);
 }
 
 
@@ -372,6 +392,47 @@ int ur_exec_takeback (ur_job *job) {
   }
   uv_mutex_unlock(&lock);
   return taken;
+}
+
+
+/*
+** Take back the oldest queued prefetch job: the Lua thread runs it
+** while it waits for a worker, instead of idling.  NULL if none.
+*/
+ur_job *ur_exec_takeprefetch (void) {
+  ur_job *job;
+  if (!ready) return NULL;
+  uv_mutex_lock(&lock);
+  for (job = head; job != NULL && !job->isprefetch; job = job->next) ;
+  if (job != NULL) {
+    unqueue(job);
+    job->state = UR_NEW;
+  }
+  uv_mutex_unlock(&lock);
+  return job;
+}
+
+
+/* wait until no cache write job is queued or running */
+void ur_exec_flush (void) {
+  if (!ready) return;
+  uv_mutex_lock(&lock);
+  while (nwrites > 0)
+    uv_cond_wait(&done_cond, &lock);
+  uv_mutex_unlock(&lock);
+}
+
+
+/*
+** Wait for 'job', on the Lua thread: meanwhile run queued prefetch jobs
+** here rather than idle (each is then done, for the 'require' that
+** adopts it).
+*/
+void ur_exec_help (ur_job *job) {
+  ur_job *pj;
+  while (!ur_exec_isdone(job) && (pj = ur_exec_takeprefetch()) != NULL)
+    ur_exec_runhere(pj);
+  ur_exec_wait(job);
 }
 
 

@@ -266,7 +266,7 @@ static int startall (lua_State *L) {
 ** optimization, and out of memory it just does less.
 */
 void ur_prefetch_after (lua_State *L, int ss, ur_job *job) {
-  if (job->nprefetch == 0 || !ur_sched_cansuspend(L)) return;
+  if (job->nprefetch == 0) return;
   ss = lua_absindex(L, ss);
   lua_pushcfunction(L, startall);
   lua_pushlightuserdata(L, job);

@@ -91,13 +91,14 @@ static const char *checkname (lua_State *L, const char *fname) {
 
 /*
 ** Run the load's job here, in place, as stock would (timed): search,
-** and the Lua thread then loads the file with luaL_loadfilex.  It is
-** read once, by the loader: a job run here starts no prefetch.
+** and the Lua thread then loads the file itself ('ur_job_load'), from
+** the bytecode cache if it has it.  The source is read once, and the
+** names it requires are collected for prefetch on the way.
 */
-static void runhere (ur_load *ld) {
+static void runhere (lua_State *L, ur_load *ld) {
   ur_job *job = ld->job;
   job->inplace = job->fileonly = 1;
-  job->scan = 0;
+  job->scan = ur_prefetch_on(L);
   job->t_start = uv_hrtime();
   ur_job_run(job, NULL);
   job->t_end = uv_hrtime();
@@ -176,9 +177,9 @@ static int outcome (lua_State *L) {
 */
 static int finishhere (lua_State *L, ur_load *ld) {
   if (ur_exec_takeback(ld->job))
-    runhere(ld);
+    runhere(L, ld);
   else
-    ur_exec_wait(ld->job);
+    ur_exec_help(ld->job);
   return afterjob(L);
 }
 
@@ -254,7 +255,7 @@ static int findloader (lua_State *L) {
       }
       ur_sched_consume(L, tok);  /* no executor: run it here */
     }
-    runhere(ld);
+    runhere(L, ld);
     return afterjob(L);
   }
 }
@@ -364,11 +365,6 @@ static int k_wait (lua_State *L, int status, lua_KContext ctx) {
 
 
 /* push the chunk of a found Lua module: its bytecode, or its file */
-static int loadcode (lua_State *L, ur_job *job) {
-  if (job->inplace)  /* as stock: the file, read and parsed here */
-    return luaL_loadfilex(L, job->file, NULL);
-  return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
-}
 
 
 /*
@@ -417,14 +413,15 @@ static int afterjob (lua_State *L) {
                       : job->steps[job->found].kind == UR_STEP_C ? "c"
                       : "croot";
       ld->st.l0 = uv_hrtime();
-      if (job->inplace && job->steps[job->found].kind == UR_STEP_LUA)
-        ld->st.inplace = 1;  /* read and compiled by luaL_loadfilex here */
+      if (job->inplace && job->steps[job->found].kind == UR_STEP_LUA &&
+          job->code == NULL)
+        ld->st.inplace = 1;  /* read and compiled here */
       if (job->steps[job->found].kind != UR_STEP_LUA) {
         lua_pushcfunction(L, job->open);
         ld->copen = 1;
         split = 0;
       }
-      else if (loadcode(L, job) != LUA_OK) {
+      else if (ur_job_load(L, job) != LUA_OK) {
         lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                         lua_tostring(L, 1), job->file, lua_tostring(L, -1));
         ur_load_dropjob(L, ld);
@@ -544,7 +541,7 @@ static lua_State *tomove (lua_State *L) {
     if (x->state == UR_LREADY) return t;  /* 't' runs the body */
     if (x->state != UR_LSEARCH || x->job == NULL) break;
     if (ur_exec_takeback(x->job)) ur_exec_runhere(x->job);
-    else ur_exec_wait(x->job);
+    else ur_exec_help(x->job);
     return t;
   }
   suspended(L);

@@ -180,12 +180,12 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 
 
 /*
-** Lua searcher: found 'file', open as 'f'; compile it in 'W' (closes
-** 'f').  On an executor thread the bytecode cache is asked first, and
-** given the bytecode after a miss.  On the Lua thread ('inplace'), with
-** 'fileonly' the Lua thread loads the file itself: only the name is
-** handed over; without it the file is compiled here in a state of its
-** own, to bytecode as well (no cache).
+** Lua searcher: found 'file', open as 'f' (taken over).  The bytecode
+** cache is asked first.  After a miss, an in-place job ('fileonly')
+** leaves the file open for the Lua thread, which compiles it itself
+** ('ur_job_load'), with the cache key; any other job compiles it here,
+** in 'W' or in a state of its own, and has the cache store the
+** bytecode.
 */
 static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
@@ -195,19 +195,22 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_scan sc;
   ur_scan_init(&sc, job->scan ? job : NULL);
   job->file = file;
-  if (job->inplace && job->fileonly) {
-    struct stat sb;  /* (its size, for stats) */
-    if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
-    fclose(f);
-    job->outcome = UR_FOUND;
-    return;
-  }
-  if (!job->inplace &&
-      ur_cache_get(&k, file, f, &job->code, &job->codelen, &sc)) {
+  if (ur_cache_get(&k, file, f, &job->code, &job->codelen, &sc)) {
     fclose(f);
     ur_cache_done(&k);
     job->outcome = UR_FOUND;
     job->cached = 1;
+    return;
+  }
+  if (job->inplace && job->fileonly) {
+    struct stat sb;  /* (its size, for stats) */
+    if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
+    if (k.write && (job->ck = (ur_cachekey *)malloc(sizeof(k))) != NULL)
+      *job->ck = k;  /* 'ur_job_load' writes the entry */
+    else
+      ur_cache_done(&k);
+    job->fp = f;
+    job->outcome = UR_FOUND;
     return;
   }
   ur_scan_init(&sc, job->scan ? job : NULL);  /* (a miss: anew) */
@@ -216,9 +219,12 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     ur_buf_adds(&err, "not enough memory");
   }
   else if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
+    char *copy = (char *)malloc(code.n);  /* the cache's, freed there */
     job->outcome = UR_FOUND;
-    if (!job->inplace)
-      ur_cache_put(&k, code.p, code.n, &sum);
+    if (copy != NULL) {
+      memcpy(copy, code.p, code.n);
+      ur_cache_putlater(&k, copy, code.n, &sum);
+    }
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
   }
@@ -226,7 +232,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->read_ns = ur_compile_readns();
     job->srcbytes = (size_t)sum.n;
   }
-  if (!job->inplace) ur_cache_done(&k);
+  ur_cache_done(&k);  /* (done already after 'ur_cache_putlater') */
   if (own != NULL) lua_close(own);
   if (job->outcome != UR_FOUND)
     loaderror(job, file, &err);
@@ -325,6 +331,10 @@ static int runsteps (ur_job *job, lua_State *W) {
 ** enough memory".
 */
 void ur_job_run (ur_job *job, lua_State *W) {
+  if (job->cw != NULL) {  /* a cache write job */
+    ur_cache_runwrite(job->cw);
+    return;
+  }
   job->outcome = UR_NOTFOUND;
   job->cached = 0;
   if ((W == NULL && !job->inplace) || runsteps(job, W)) {
@@ -341,6 +351,12 @@ void ur_job_free (ur_job *job) {
     free(job->steps[i].libfile);
     if (job->steps[i].lib != NULL)  /* never handed to _CLIBS */
       ur_clib_close(job->steps[i].lib);
+  }
+  if (job->cw != NULL) ur_cache_freewrite(job->cw);
+  if (job->fp != NULL) fclose(job->fp);
+  if (job->ck != NULL) {
+    ur_cache_done(job->ck);
+    free(job->ck);
   }
   free(job->name);
   free(job->file);

@@ -107,9 +107,7 @@ static int finish (lua_State *L) {
   }
   if (s->kind != UR_STEP_LUA)
     lua_pushcfunction(L, job->open);
-  else if ((job->inplace ? luaL_loadfilex(L, job->file, NULL)
-            : luaL_loadbufferx(L, job->code, job->codelen, job->file, "b"))
-           != LUA_OK) {
+  else if (ur_job_load(L, job) != LUA_OK) {
     lua_pushfstring(L, "error loading module '%s' from file '%s':\n\t%s",
                     lua_tostring(L, 1), job->file, lua_tostring(L, -1));
     release(b);

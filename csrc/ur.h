@@ -83,18 +83,20 @@ enum {
 enum { UR_NEW, UR_QUEUED, UR_RUNNING, UR_DONE };
 
 typedef struct ur_job ur_job;
+typedef struct ur_cachewrite ur_cachewrite;  /* cache.c */
 
 struct ur_job {
   /* --- input, written by the Lua thread before submission --- */
   char *name;                 /* module name */
   int inplace;                /* run on the Lua thread (W NULL) */
   int fileonly;               /* with 'inplace': a Lua module found is
-                                 not read at all: 'code' stays NULL and
-                                 the Lua thread loads 'file' itself,
-                                 with luaL_loadfilex(L, file, NULL), as
-                                 stock does.  Without it an in-place
-                                 job compiles too (in a lua_State of its
-                                 own), and 'code' holds bytecode */
+                                 compiled by the Lua thread itself
+                                 ('ur_job_load'): unless the bytecode
+                                 cache has it ('code' then holds it),
+                                 the job leaves the file open in 'fp'.
+                                 Without it an in-place job compiles
+                                 too (in a lua_State of its own), and
+                                 'code' holds bytecode */
   int nsteps;
   ur_step steps[UR_MAXSTEPS];
   /* --- output, written by the worker, read after UR_DONE --- */
@@ -106,6 +108,12 @@ struct ur_job {
                                  its chunk name "@file"); NULL with
                                  'fileonly' */
   size_t codelen;
+  FILE *fp;                   /* 'fileonly': the source, open, for
+                                 'ur_job_load' (NULL once taken) */
+  struct ur_cachekey *ck;     /* 'fileonly': the cache miss whose entry
+                                 'ur_job_load' may write, or NULL */
+  ur_cachewrite *cw;          /* a cache write job (cache.c): this is
+                                 all it does; it is nobody's */
   void *lib;                  /* C: handle from dlopen, or NULL */
   lua_CFunction open;         /* C: the luaopen_* function */
   int cached;                 /* Lua: 'code' came from the bytecode
@@ -140,9 +148,20 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
+/* cache.c: the content hash, fed bytes in slices of any size */
+typedef struct ur_hasher {
+  uint64_t h, n, tail;  /* state, bytes fed, the last n % 8 of them */
+} ur_hasher;
+
+void ur_hash_init (ur_hasher *s);
+void ur_hash_add (ur_hasher *s, const void *p, size_t n);
+uint64_t ur_hash_end (const ur_hasher *s);
+/* cache.c: the content hash of 'n' bytes at 'p' */
+uint64_t ur_hash (const void *p, size_t n);
+
 /* what 'ur_compile' read of a source file */
 typedef struct ur_srcsum {
-  uint64_t hash;  /* 'ur_hash' of every byte read, in order */
+  ur_hasher hash;  /* of every byte read, in order */
   uint64_t n;     /* number of bytes read */
   int binary;     /* the file was a binary chunk */
   int whole;      /* compiled, a text chunk read up to its end */
@@ -176,10 +195,14 @@ uint64_t ur_compile_readns (void);
    'sc' (if not NULL) when it is a text chunk */
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err, ur_srcsum *sum, ur_scan *sc);
+/* compile.c: push the Lua chunk that 'job' found: its bytecode (a
+   worker's, or the cache's), else (a 'fileonly' job that ran in
+   place) its open file compiled here as
+   luaL_loadfilex(L, file, NULL) would, collecting names for prefetch
+   and handing the bytecode to the cache after a miss.  Returns the
+   status of 'lua_load', the chunk or its message pushed */
+int ur_job_load (lua_State *L, ur_job *job);
 
-/* cache.c: 64-bit FNV-1a of 'n' bytes at 'p', going on from 'h' */
-#define UR_HASHINIT  UINT64_C(14695981039346656037)
-uint64_t ur_hash (uint64_t h, const void *p, size_t n);
 
 /* cache.c: a look-up in the bytecode cache, and what writing the
    entry after a miss needs ('ur_cache_get' fills it in) */
@@ -207,6 +230,14 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
                    const ur_srcsum *sum);
 /* cache.c: free what 'k' holds */
 void ur_cache_done (ur_cachekey *k);
+/* cache.c: 'ur_cache_put' on an executor thread, later (any thread):
+   takes over 'code' (malloc'ed) and what 'k' holds, and frees both
+   whatever happens, as 'ur_cache_done' would */
+void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
+                        const ur_srcsum *sum);
+/* cache.c: a write job's work (executor thread), and its freeing */
+void ur_cache_runwrite (ur_cachewrite *w);
+void ur_cache_freewrite (ur_cachewrite *w);
 /* cache.c: add 'setcache' and 'cachestats' to the table at the top and
    set the process's cache directory from the environment, once */
 void ur_cache_register (lua_State *L);
@@ -255,6 +286,15 @@ int ur_exec_threads (void);
 int ur_exec_takeback (ur_job *job);
 /* run a job taken back on the calling thread; it is then done */
 void ur_exec_runhere (ur_job *job);
+/* queue 'job' that nobody owns: the worker frees it when done */
+int ur_exec_submitdetached (ur_job *job);
+/* take back the oldest queued prefetch job (see 'ur_exec_takeback'), or
+   NULL if none */
+ur_job *ur_exec_takeprefetch (void);
+/* wait for 'job', running queued prefetch jobs meanwhile */
+void ur_exec_help (ur_job *job);
+/* wait until every cache write job queued so far is done */
+void ur_exec_flush (void);
 
 /* }====================================================== */
 

@@ -168,13 +168,24 @@ describe("prefetch:", function()
     assert.equal(1, stats().adopted)
   end)
 
-  it("starts none from a synchronous load", function()
+  it("starts them from a synchronous load too, which adopts them",
+     function()
     H.files(s.dir, {
-      ["pf_s.lua"] = "return function() return require 'pf_s2' end",
-      ["pf_s2.lua"] = "return 2",
+      ["pf_s.lua"] = "local require = REQ\n" ..
+                     "return function() return require 'pf_s2' end",
+      ["pf_s2.lua"] = body("pf_s2"),
     })
-    assert.equal("function", type(uv.require("pf_s")))
-    assert.equal(0, stats().submitted)
+    rawset(_G, "REQ", uv.require)
+    local f = uv.require("pf_s")
+    assert.equal("function", type(f))
+    assert.equal(1, stats().submitted)
+    assert.is_nil(rawget(_G, "PFN"))  -- compiled ahead, never run
+    local m = f()
+    assert.equal("pf_s2", m.name)
+    assert.equal(s.dir .. "/pf_s2.lua", m.file)
+    assert.same({ pf_s2 = 1 }, PFN)
+    assert.equal(1, stats().adopted)
+    assert.equal(0, stats().entries)
   end)
 
   it("does not use a prefetch after package.path changed", function()
