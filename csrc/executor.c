@@ -18,7 +18,7 @@
 ** the lock as the fork found it.  A 'pthread_atfork' handler holds the
 ** lock across the fork (so the queue is consistent), and in the child
 ** makes a fresh lock and conditions, puts the jobs that were running
-** back at the head of the queue, their partial outputs dropped (leaked:
+** back at the head of their queue, their partial outputs dropped (leaked:
 ** a worker may have been writing them), and starts new workers: at
 ** once if jobs are queued (their owners wait for them), else on the
 ** next use.  Orphans that were running are dropped (leaked) too.
@@ -29,6 +29,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ur.h"
 
@@ -45,31 +46,46 @@ static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t lock;
 static uv_cond_t work_cond;   /* signalled when a job is queued */
 static uv_cond_t done_cond;   /* broadcast when a job is done */
-static ur_job *head, *tail;   /* queue of UR_QUEUED jobs */
+/*
+** The queue of UR_QUEUED jobs is three, taken in this order: imports
+** that somebody waits for (first come, first served); prefetches, in
+** the order of their keys ('pkey'); cache writes, when nothing else is
+** left.  A prefetch's key is its parent's followed by its index among
+** the names the parent requires: in that order, a module comes right
+** after the module that requires it, before its parent's next one,
+** which is the order in which the Lua thread, running each body as it
+** loads it, comes to them (depth first).
+*/
+enum { Q_WAITED, Q_PREFETCH, Q_WRITE, NQ };
+
+typedef struct Queue {
+  ur_job *head, *tail;
+} Queue;
+
+static Queue queue[NQ];
 static ur_job *running;       /* UR_RUNNING jobs, linked by 'next' */
 static int nthreads;          /* threads running; 0 if none could start */
 static int ready;             /* 'lock' and conditions are usable */
 static int restart;           /* a fork child: start workers anew */
 static int nwrites;           /* cache write jobs queued or running */
+static int nsparing;          /* 'sparecore' prefetches running */
+static uv_async_t *pfwake;    /* signalled when a prefetch that found
+                                 names is done, or NULL */
 
 
 /*
-** Give back the memory of the last compilation: a full collection; a
-** state still large after it is closed (NULL: make a new one).
+** After a job: a full collection of the worker's state; a state still
+** large after it is closed (NULL: make a new one).  Returns the state,
+** and in '*big' whether the job made it grow large (its freed memory
+** is worth giving back to the system, see 'worker').
 */
-static lua_State *shrink (lua_State *W) {
-  int kb;
+static lua_State *shrink (lua_State *W, int *big) {
   if (W == NULL) return NULL;
-  kb = lua_gc(W, LUA_GCCOUNT);
+  if (lua_gc(W, LUA_GCCOUNT) > MAXSTATEKB) *big = 1;
   lua_gc(W, LUA_GCCOLLECT);
   if (lua_gc(W, LUA_GCCOUNT) > MAXSTATEKB) {
     lua_close(W);
     W = NULL;
-  }
-  if (kb > MAXSTATEKB) {
-#if defined(__GLIBC__)
-    malloc_trim(0);  /* freed pages of every arena back to the system */
-#endif
   }
   return W;
 }
@@ -89,16 +105,96 @@ static void unrun (ur_job *job) {
 ** worker compiles in its own lua_State, created on its first job; if
 ** that fails, 'ur_job_run' reports "not enough memory" per job.
 */
+/*
+** The job a worker takes next, or NULL (lock held).  Prefetches started
+** by a synchronous load ('sparecore') leave one core to the Lua thread,
+** which is busy loading and running what they compile (and compiles
+** itself while it waits): at most 'nthreads' - 1 of them run at once.
+** A task's leave none: its Lua thread mostly waits in the loop.
+*/
+static ur_job *first (void) {
+  ur_job *pf = queue[Q_PREFETCH].head;
+  if (queue[Q_WAITED].head != NULL)
+    return queue[Q_WAITED].head;
+  if (pf != NULL && (!pf->sparecore || nthreads == 1 ||
+                     nsparing < nthreads - 1))
+    return pf;
+  return queue[Q_WRITE].head;
+}
+
+
+/* does prefetch 'a' come before 'b'? */
+static int before (const ur_job *a, const ur_job *b) {
+  int n = a->pkeylen < b->pkeylen ? a->pkeylen : b->pkeylen;
+  int c = memcmp(a->pkey, b->pkey, (size_t)n);
+  return c < 0 || (c == 0 && a->pkeylen < b->pkeylen);
+}
+
+
+/*
+** Put 'job' in its queue: a prefetch in key order (after those of the
+** same key), anything else at the tail, or the head if 'front' (lock
+** held).
+*/
+static void enqueue (ur_job *job, int front) {
+  Queue *q = &queue[job->q];
+  job->state = UR_QUEUED;
+  if (job->q == Q_PREFETCH) {
+    ur_job **p = &q->head;
+    while (*p != NULL && !before(job, *p))
+      p = &(*p)->next;
+    job->next = *p;
+    *p = job;
+    if (job->next == NULL) q->tail = job;
+  }
+  else if (front) {
+    job->next = q->head;
+    q->head = job;
+    if (q->tail == NULL) q->tail = job;
+  }
+  else {
+    job->next = NULL;
+    if (q->tail != NULL) q->tail->next = job;
+    else q->head = job;
+    q->tail = job;
+  }
+}
+
+
+/* remove a queued 'job' from its queue (lock held) */
+static void unqueue (ur_job *job) {
+  Queue *q = &queue[job->q];
+  ur_job **p = &q->head;
+  ur_job *prev = NULL;
+  while (*p != job) {
+    prev = *p;
+    p = &(*p)->next;
+  }
+  *p = job->next;
+  if (q->tail == job) q->tail = prev;
+}
+
+
 static void worker (void *arg) {
   lua_State *W = NULL;
+  int big = 0;  /* a job grew the state large since the last trim */
   for (;;) {
     ur_job *job;
     uv_mutex_lock(&lock);
-    while (head == NULL)
+    while ((job = first()) == NULL) {
+      if (big) {  /* idle: give the memory of big compiles back */
+        big = 0;
+        uv_mutex_unlock(&lock);
+#if defined(__GLIBC__)
+        malloc_trim(0);  /* (costly: not after every job) */
+#endif
+        uv_mutex_lock(&lock);
+        continue;
+      }
       uv_cond_wait(&work_cond, &lock);
-    job = head;
-    head = job->next;
-    if (head == NULL) tail = NULL;
+    }
+    unqueue(job);
+    if (job->q == Q_PREFETCH && job->sparecore) nsparing++;
     job->state = UR_RUNNING;
     job->next = running;
     running = job;
@@ -108,9 +204,12 @@ static void worker (void *arg) {
     job->t_start = uv_hrtime();
     ur_job_run(job, W);
     job->t_end = uv_hrtime();
-    W = shrink(W);
+    W = shrink(W, &big);
     uv_mutex_lock(&lock);
     unrun(job);
+    if (job->q == Q_PREFETCH && job->sparecore &&
+        --nsparing == nthreads - 2)
+      uv_cond_signal(&work_cond);  /* room for the next one */
     if (job->orphan) {  /* owner is gone: results go nowhere */
       if (job->cw != NULL && --nwrites == 0)
         uv_cond_broadcast(&done_cond);
@@ -121,6 +220,8 @@ static void worker (void *arg) {
     job->state = UR_DONE;
     if (job->async != NULL)
       uv_async_send(job->async);
+    else if (job->isprefetch && job->nprefetch > 0 && pfwake != NULL)
+      uv_async_send(pfwake);  /* their names: to prefetch in turn */
     uv_cond_broadcast(&done_cond);
     uv_mutex_unlock(&lock);
   }
@@ -219,15 +320,13 @@ static void afterfork_child (void) {
       continue;
     }
     resetjob(job);
-    job->state = UR_QUEUED;
-    job->next = head;
-    head = job;
-    if (tail == NULL) tail = job;
+    enqueue(job, 1);
   }
   running = NULL;
+  nsparing = 0;
   nthreads = 0;
   restart = 1;
-  if (head != NULL) {  /* owners wait for these */
+  if (first() != NULL) {  /* owners wait for these */
     restart = 0;
     startthreads();
   }
@@ -280,12 +379,10 @@ static int submit (ur_job *job, int orphan) {
     return UV_EAGAIN;
   uv_mutex_lock(&lock);
   job->orphan = orphan;
-  job->state = UR_QUEUED;
+  job->q = job->cw != NULL ? Q_WRITE : job->isprefetch ? Q_PREFETCH
+                                                       : Q_WAITED;
   if (job->cw != NULL) nwrites++;
-  job->next = NULL;
-  if (tail != NULL) tail->next = job;
-  else head = job;
-  tail = job;
+  enqueue(job, 0);
   uv_cond_signal(&work_cond);
   uv_mutex_unlock(&lock);
   return 0;
@@ -344,19 +441,6 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
 }
 
 
-/* remove a queued 'job' from the queue (lock held) */
-static void unqueue (ur_job *job) {
-  ur_job **p = &head;
-  ur_job *prev = NULL;
-  while (*p != job) {
-    prev = *p;
-    p = &(*p)->next;
-  }
-  *p = job->next;
-  if (tail == job) tail = prev;
-}
-
-
 /*
 ** The owner lets go of 'job' (its completion signal must already be
 ** detached).  A queued job is cancelled, a running one is left to its
@@ -403,13 +487,33 @@ ur_job *ur_exec_takeprefetch (void) {
   ur_job *job;
   if (!ready) return NULL;
   uv_mutex_lock(&lock);
-  for (job = head; job != NULL && !job->isprefetch; job = job->next) ;
-  if (job != NULL) {
+  if ((job = queue[Q_PREFETCH].head) != NULL) {
     unqueue(job);
     job->state = UR_NEW;
   }
   uv_mutex_unlock(&lock);
   return job;
+}
+
+
+/*
+** Have 'a' signalled whenever a prefetch that found names is done, so
+** that the Lua thread prefetches those too even while it waits in the
+** loop ('ur_prefetch_poll').  One handle per process: the last set.
+*/
+void ur_exec_setpfwake (uv_async_t *a) {
+  uv_mutex_lock(&lock);
+  pfwake = a;
+  uv_mutex_unlock(&lock);
+}
+
+
+/* 'a' is closing: never signal it again */
+void ur_exec_droppfwake (uv_async_t *a) {
+  if (!ready) return;
+  uv_mutex_lock(&lock);
+  if (pfwake == a) pfwake = NULL;
+  uv_mutex_unlock(&lock);
 }
 
 
@@ -419,6 +523,21 @@ void ur_exec_flush (void) {
   uv_mutex_lock(&lock);
   while (nwrites > 0)
     uv_cond_wait(&done_cond, &lock);
+  uv_mutex_unlock(&lock);
+}
+
+
+/*
+** Somebody waits for 'job' now (a prefetch adopted): if it is still
+** queued, it goes to the tail of the queue of waited imports.
+*/
+void ur_exec_promote (ur_job *job) {
+  uv_mutex_lock(&lock);
+  if (job->state == UR_QUEUED && job->q != Q_WAITED) {
+    unqueue(job);
+    job->q = Q_WAITED;
+    enqueue(job, 0);
+  }
   uv_mutex_unlock(&lock);
 }
 

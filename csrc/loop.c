@@ -84,6 +84,7 @@ static void closewake (ur_runtime *rt) {
   if (w == NULL) return;
   rt->wake = NULL;
   w->rt = NULL;
+  ur_exec_droppfwake(&w->h);
   /* luv's loop __gc may have closed it already, walking its loop */
   if (!uv_is_closing((uv_handle_t *)&w->h))
     uv_close((uv_handle_t *)&w->h, freewake);
@@ -375,6 +376,7 @@ static void unlink_job (ur_runtime *rt, ur_job *job) {
 static int rt_gc (lua_State *L) {
   ur_runtime *rt = (ur_runtime *)lua_touserdata(L, 1);
   rt->closed = 1;
+  if (rt->wake != NULL) ur_exec_droppfwake(&rt->wake->h);
   while (rt->jobs != NULL) {
     ur_exec_detach(rt->jobs);
     unlink_job(rt, rt->jobs);
@@ -431,6 +433,7 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
   if (rt->jobs) rt->jobs->lprev = job;
   rt->jobs = job;
   rt->njobs++;
+  ur_exec_setpfwake(&rt->wake->h);
   ur_runtime_refresh(rt);
   return 0;
 }
@@ -453,6 +456,7 @@ int ur_runtime_adopt (ur_runtime *rt, ur_job *job) {
   rt->njobs++;
   done = ur_exec_attach(job, &rt->wake->h);
   job->delivered = done;
+  ur_exec_setpfwake(&rt->wake->h);
   ur_runtime_refresh(rt);
   return done;
 }

@@ -36,6 +36,7 @@
 /* the state's prefetch record */
 typedef struct pfstate {
   int on;
+  int n;  /* entries in PREFETCH */
   size_t budget;
   lua_Integer seq;  /* last entry's number: lower is older */
   lua_Integer submitted, adopted, dropped;
@@ -45,6 +46,7 @@ typedef struct pfstate {
 typedef struct pfentry {
   ur_job *job;  /* owned; NULL once adopted or dropped */
   lua_Integer seq;
+  int expanded;  /* the names its job found were prefetched */
 } pfentry;
 
 
@@ -106,6 +108,7 @@ static void dropentry (lua_State *L, int t, pfstate *pf) {
   lua_pop(L, 1);
   lua_pushnil(L);
   lua_rawset(L, t);  /* pops the key */
+  if (e != NULL) pf->n--;
   if (e != NULL && e->job != NULL) {
     ur_exec_release(e->job);
     e->job = NULL;
@@ -142,19 +145,14 @@ static void survey (lua_State *L, int t, int doneonly, int *n,
 }
 
 
-/* keep PREFETCH at 't' in bounds, with room for one more entry */
-static void trim (lua_State *L, int t, pfstate *pf) {
+/* keep the bytecode that PREFETCH at 't' holds within the budget:
+   the oldest finished entries go first */
+static void trimbytes (lua_State *L, int t, pfstate *pf) {
   int n;
   size_t bytes;
   for (;;) {
     survey(L, t, 1, &n, &bytes);
     if (bytes <= pf->budget || lua_isnil(L, -1)) break;
-    dropentry(L, t, pf);
-  }
-  lua_pop(L, 1);
-  for (;;) {
-    survey(L, t, 0, &n, &bytes);
-    if (n < MAXNAMES || lua_isnil(L, -1)) break;
     dropentry(L, t, pf);
   }
   lua_pop(L, 1);
@@ -203,34 +201,24 @@ static int taken (lua_State *L, int base, const char *name) {
 
 
 /*
-** Protected part of 'ur_prefetch_after' (1: the job, light userdata;
-** 2: the searchers): start a prefetch for each name the job found.
+** Start a prefetch for each name that 'job' found and nobody has yet,
+** while PREFETCH (at 3) has room.  Stack as 'startall' sets it up:
+** 5 the path; LOADED, LOADING, preload (or nil), PREFETCH at 'base'.
 */
-static int startall (lua_State *L) {
-  ur_job *job = (ur_job *)lua_touserdata(L, 1);
-  pfstate *pf = getpf(L);  /* 3: PREFETCH */
-  const char *path;
-  int i, base;
-  if (!pf->on || !allowed(L, 2)) return 0;  /* 4: its 'package' */
-  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
-  if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
-    return 0;
-  path = lua_tostring(L, 5);
-  base = lua_gettop(L) + 1;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_key_loading);
-  lua_pushliteral(L, "preload");
-  lua_rawget(L, 4);
-  lua_pushvalue(L, 3);
+static void startnames (lua_State *L, pfstate *pf, ur_job *job,
+                        int base, int spare) {
+  const char *path = lua_tostring(L, 5);
+  int i;
   for (i = 0; i < job->nprefetch; i++) {
     const char *name = job->prefetch[i];
     ur_job *pj;
     pfentry *e;
+    if (pf->n >= MAXNAMES) return;  /* full: the adopted make room */
     if (taken(L, base, name)) continue;
-    trim(L, 3, pf);
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
     e->job = NULL;
     e->seq = ++pf->seq;
+    e->expanded = 0;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, entry_gc);
     lua_setfield(L, -2, "__gc");
@@ -238,41 +226,117 @@ static int startall (lua_State *L) {
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, -2, 1);  /* the path searched */
     if ((pj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
-      return 0;
+      luaL_error(L, "not enough memory");
     pj->name = strdup(name);
     pj->steps[0].path = strdup(path);
     pj->nsteps = 1;  /* (steps[0].kind: UR_STEP_LUA) */
     pj->scan = pj->isprefetch = 1;
+    pj->sparecore = spare;
+    pj->pkeylen = job->pkeylen;  /* its key: the parent's, then i */
+    memcpy(pj->pkey, job->pkey, (size_t)job->pkeylen);
+    if (pj->pkeylen < UR_PKEYLEN)
+      pj->pkey[pj->pkeylen++] = (unsigned char)(i < 255 ? i + 1 : 255);
     if (pj->name == NULL || pj->steps[0].path == NULL ||
         ur_exec_submit(pj) != 0) {
       ur_job_free(pj);
-      return 0;
+      luaL_error(L, "not enough memory");
     }
     e->job = pj;  /* from here on, the entry releases it */
     pf->submitted++;
     lua_setfield(L, 3, name);  /* PREFETCH[name] = entry */
+    pf->n++;
   }
+}
+
+
+/*
+** Protected part of 'ur_prefetch_after' and 'ur_prefetch_sweep' (1:
+** the searchers; 2: the job, light userdata, or NULL: every finished
+** prefetch not expanded yet): start prefetches for the names found.
+** The caller is a synchronous load if the 'sparecore' upvalue is true:
+** its prefetches leave a core to the Lua thread, which is busy.
+*/
+static int startall (lua_State *L) {
+  ur_job *job = (ur_job *)lua_touserdata(L, 2);
+  int spare = lua_toboolean(L, lua_upvalueindex(1));
+  pfstate *pf = getpf(L);  /* 3: PREFETCH */
+  int base, i, n = 0;
+  ur_job *todo[MAXNAMES];
+  if (!pf->on || !allowed(L, 1)) return 0;  /* 4: its 'package' */
+  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
+  if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
+    return 0;
+  base = lua_gettop(L) + 1;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_key_loading);
+  lua_pushliteral(L, "preload");
+  lua_rawget(L, 4);
+  lua_pushvalue(L, 3);
+  if (job != NULL)
+    todo[n++] = job;
+  else {  /* the finished ones (their entries stay until trimmed) */
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      pfentry *e = (pfentry *)lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (!e->expanded && e->job != NULL && ur_exec_isdone(e->job)) {
+        e->expanded = 1;
+        if (e->job->nprefetch > 0) todo[n++] = e->job;
+      }
+    }
+  }
+  for (i = 0; i < n && pf->n < MAXNAMES; i++)
+    startnames(L, pf, todo[i], base, spare);
+  trimbytes(L, 3, pf);
   return 0;
+}
+
+
+/* call 'startall' with the searchers at 'ss' and 'job' (or NULL),
+   protected: prefetch is an optimization, and out of memory it just
+   does less.  'spare': see 'startall' */
+static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
+  ss = lua_absindex(L, ss);
+  lua_pushboolean(L, spare);
+  lua_pushcclosure(L, startall, 1);
+  lua_pushvalue(L, ss);
+  lua_pushlightuserdata(L, job);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    lua_pop(L, 1);
+}
+
+
+/*
+** Prefetch what the finished prefetches found (each once), so that the
+** executor works ahead of the Lua thread through the whole graph, not
+** one level below the module loading now.  Called as a 'require'
+** starts; never raises.
+*/
+void ur_prefetch_sweep (lua_State *L, int ss) {
+  callstart(L, ss, NULL, !ur_sched_cansuspend(L));
+}
+
+
+/* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
+void ur_prefetch_poll (lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushliteral(L, "package");
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_pushliteral(L, "searchers");
+    if (lua_rawget(L, -2) == LUA_TTABLE)
+      callstart(L, -1, NULL, 0);  /* (the Lua thread is in the loop) */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
 }
 
 
 /*
 ** A Lua module's job, 'job', is done and found it: prefetch the modules
-** its source names, if the searchers at 'ss' allow and the load is one
-** that may wait by yielding (a task's).  A synchronous load starts none:
-** there the Lua thread, competing with the workers for the CPUs, lost
-** more than the prefetches won (bench/prefetch.lua); it still adopts
-** what a task's load prefetched.  Never raises: prefetch is an
-** optimization, and out of memory it just does less.
+** its source names, if the searchers at 'ss' allow.  Never raises.
 */
 void ur_prefetch_after (lua_State *L, int ss, ur_job *job) {
-  if (job->nprefetch == 0) return;
-  ss = lua_absindex(L, ss);
-  lua_pushcfunction(L, startall);
-  lua_pushlightuserdata(L, job);
-  lua_pushvalue(L, ss);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-    lua_pop(L, 1);
+  if (job->nprefetch > 0) callstart(L, ss, job, !ur_sched_cansuspend(L));
 }
 
 

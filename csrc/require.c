@@ -194,6 +194,7 @@ static int waitprefetched (lua_State *L, ur_load *ld) {
     lua_Integer tok = ur_sched_token(L);
     ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
     if (ld->rt->wake != NULL) {
+      ur_exec_promote(ld->job);  /* waited for now: before prefetches */
       ur_load_settoken(ld, tok);
       if (ur_runtime_adopt(ld->rt, ld->job))
         ur_sched_ready(L, tok);  /* done already: at the next turn */
@@ -239,6 +240,7 @@ static int findloader (lua_State *L) {
     lua_pop(L, 1);  /* pop searcher */
     first = ld->next;
     ld->next = ur_std_buildjob(L, 3, ld->next, ld);
+    ur_prefetch_sweep(L, 3);  /* the executor goes on ahead */
     if ((pj = ur_prefetch_take(L, 3, first, ld->job)) != NULL) {
       ur_job_free(ld->job);  /* (never submitted) */
       ld->job = pj;  /* a prefetch's: only the Lua step */

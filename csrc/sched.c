@@ -394,6 +394,7 @@ static int turn (lua_State *L) {
   uint64_t start = uv_hrtime();
   size_t n;
   ur_job *job;
+  ur_prefetch_poll(L);  /* what finished prefetches found, ahead */
   while ((job = ur_runtime_nextdone(rt)) != NULL) {
     job->delivered = 1;
     if (job->token != 0) ur_sched_ready(L, job->token);  /* no raise */

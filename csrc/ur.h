@@ -83,6 +83,8 @@ enum {
 enum { UR_NEW, UR_QUEUED, UR_RUNNING, UR_DONE };
 
 typedef struct ur_job ur_job;
+
+#define UR_PKEYLEN  24  /* deepest order key of a prefetch */
 typedef struct ur_cachewrite ur_cachewrite;  /* cache.c */
 
 struct ur_job {
@@ -127,9 +129,16 @@ struct ur_job {
                                  jobs only: a job run in place never
                                  reads its file for it) */
   int isprefetch;             /* submitted by prefetch.c, no waiter */
+  int sparecore;              /* a prefetch that leaves a core to the
+                                 Lua thread (executor.c) */
+  unsigned char pkey[UR_PKEYLEN];  /* a prefetch's place in the order
+                                 the Lua thread will want it: the
+                                 parent's, then its index there */
+  int pkeylen;
   /* --- executor bookkeeping (executor.c, under its lock) --- */
   int state;
   int orphan;                 /* owner let go while running */
+  int q;                      /* the queue it is in, when UR_QUEUED */
   ur_job *next;               /* queue link, or running-list link */
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   /* --- owner bookkeeping (Lua thread only) --- */
@@ -291,10 +300,15 @@ int ur_exec_submitdetached (ur_job *job);
 /* take back the oldest queued prefetch job (see 'ur_exec_takeback'), or
    NULL if none */
 ur_job *ur_exec_takeprefetch (void);
+/* somebody waits for 'job' now: it goes before every prefetch */
+void ur_exec_promote (ur_job *job);
 /* wait for 'job', running queued prefetch jobs meanwhile */
 void ur_exec_help (ur_job *job);
 /* wait until every cache write job queued so far is done */
 void ur_exec_flush (void);
+/* signal 'a' when a prefetch that found names is done; stop that */
+void ur_exec_setpfwake (uv_async_t *a);
+void ur_exec_droppfwake (uv_async_t *a);
 
 /* }====================================================== */
 
@@ -486,6 +500,8 @@ int ur_searchers_kind (lua_State *L, int idx);
 void ur_searchers_register (lua_State *L);
 /* prefetch.c */
 void ur_prefetch_after (lua_State *L, int ss, ur_job *job);
+void ur_prefetch_sweep (lua_State *L, int ss);
+void ur_prefetch_poll (lua_State *L);
 int ur_prefetch_on (lua_State *L);
 ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job);
 void ur_prefetch_register (lua_State *L);
