@@ -251,12 +251,38 @@ static int skipcomment (Compile *cs, int *cp) {
 }
 
 
-/* lua_Writer for 'lua_dump': append to a ur_buf (non-zero: failed) */
+/*
+** lua_Writer for 'lua_dump': append to a ur_buf (non-zero: failed).
+** A dump is millions of writes of a few bytes: those that fit take a
+** plain copy, and the buffer grows (doubling) only now and then.  The
+** buffer gets no terminating '\0'.
+*/
 static int writer (lua_State *W, const void *p, size_t sz, void *ud) {
   ur_buf *b = (ur_buf *)ud;
   (void)W;
-  ur_buf_add(b, (const char *)p, sz);
-  return b->oom;
+  if (b->cap - b->n < sz) {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *np;
+    while (cap - b->n < sz) cap *= 2;
+    if (b->oom || (np = (char *)realloc(b->p, cap)) == NULL) {
+      b->oom = 1;
+      return 1;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, p, sz);
+  b->n += sz;
+  return 0;
+}
+
+
+/* start 'b' with room for the dump of a 'srcsize'-byte source (its
+   bytecode, debug information included, is about as large) */
+static void reserve (ur_buf *b, size_t srcsize) {
+  size_t cap = srcsize + srcsize / 4 + 4096;
+  if (b->p == NULL && (b->p = (char *)malloc(cap)) != NULL)
+    b->cap = cap;
 }
 
 
@@ -308,6 +334,7 @@ static int pcompile (lua_State *W) {
   readstart(c);
   if (lua_load(W, getF, c, lua_tostring(W, -1), NULL) != LUA_OK)
     return 1;  /* the message */
+  reserve(c->code, (size_t)c->sum->n);
   if (lua_dump(W, writer, c->code, 0) != 0)
     luaL_error(W, "not enough memory");
   return 1;
@@ -330,7 +357,10 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
   startcompile(&c, file, f, code, sum, sc);
   lua_pushcfunction(W, pcompile);
   lua_pushlightuserdata(W, &c);
+  lua_gc(W, LUA_GCSTOP);  /* a compile makes little garbage: no GC work
+                            (the worker collects after the job) */
   status = lua_pcall(W, 1, 1, 0);
+  lua_gc(W, LUA_GCRESTART);
   if (ferror(f)) {  /* ignore results from 'lua_load' */
     char buf[128];
     ur_buf_addf(err, "cannot read %s: %s", file,
@@ -367,7 +397,7 @@ int ur_job_load (lua_State *L, ur_job *job) {
   ur_srcsum sum;
   ur_scan sc;
   int status, rerr;
-  if (job->code != NULL)  /* from the cache */
+  if (job->code != NULL)  /* a worker's, or the cache's */
     return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
   lua_pushfstring(L, "@%s", job->file);  /* chunk name (the job still
                                              owns the file if it raises) */
@@ -393,6 +423,7 @@ int ur_job_load (lua_State *L, ur_job *job) {
     ur_cachekey *k = job->ck;
     ur_buf code = {NULL, 0, 0, 0};
     job->ck = NULL;
+    if (status == LUA_OK) reserve(&code, (size_t)sum.n);
     if (status == LUA_OK && lua_dump(L, writer, &code, 0) == 0 &&
         !code.oom) {
       ur_cache_putlater(k, code.p, code.n, &sum);  /* takes 'code' */
