@@ -654,12 +654,24 @@ struct ur_cachewrite {
 };
 
 
+/* bytes of bytecode held by write jobs queued or running */
+static size_t pending;
+
+/* most bytes of bytecode that write jobs may hold: beyond, a worker
+   writes its entry itself (memory over speed: entries wait behind
+   every import and prefetch, and a cold start queues all of them) */
+#define MAXPENDING  (4 * 1024 * 1024)
+
+
 void ur_cache_runwrite (ur_cachewrite *w) {
   ur_cache_put(&w->k, w->code, w->len, &w->sum);
+  __atomic_fetch_sub(&pending, w->len, __ATOMIC_RELAXED);
+  w->len = 0;
 }
 
 
 void ur_cache_freewrite (ur_cachewrite *w) {
+  __atomic_fetch_sub(&pending, w->len, __ATOMIC_RELAXED);  /* unwritten */
   ur_cache_done(&w->k);
   free(w->code);
   free(w);
@@ -671,10 +683,11 @@ void ur_cache_freewrite (ur_cachewrite *w) {
 ** disk file system, a good part of a millisecond.  A job's owner waits
 ** for none of it: the entry is written by a job of its own, queued
 ** behind the imports.  Without memory or an executor it is written at
-** once, or not at all.
+** once, or not at all; on a worker, at once too while write jobs
+** already hold MAXPENDING bytes.
 */
 void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
-                        const ur_srcsum *sum) {
+                        const ur_srcsum *sum, int worker) {
   size_t nl = strlen(k->name);
   ur_cachewrite *w;
   ur_job *job;
@@ -692,12 +705,14 @@ void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
   w->len = len;
   k->dirfd = -1;
   k->abspath = NULL;
-  if ((job = (ur_job *)calloc(1, sizeof(ur_job))) != NULL) {
+  __atomic_fetch_add(&pending, len, __ATOMIC_RELAXED);
+  if ((!worker || __atomic_load_n(&pending, __ATOMIC_RELAXED) <= MAXPENDING)
+      && (job = (ur_job *)calloc(1, sizeof(ur_job))) != NULL) {
     job->cw = w;
     if (ur_exec_submitdetached(job) == 0) return;
     free(job);
   }
-  ur_cache_runwrite(w);  /* no job: now */
+  ur_cache_runwrite(w);  /* now */
   ur_cache_freewrite(w);
 }
 

@@ -426,7 +426,7 @@ int ur_job_load (lua_State *L, ur_job *job) {
     if (status == LUA_OK) reserve(&code, (size_t)sum.n);
     if (status == LUA_OK && lua_dump(L, writer, &code, 0) == 0 &&
         !code.oom) {
-      ur_cache_putlater(k, code.p, code.n, &sum);  /* takes 'code' */
+      ur_cache_putlater(k, code.p, code.n, &sum, 0);  /* takes 'code' */
       code.p = NULL;
     }
     ur_buf_free(&code);

@@ -223,7 +223,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->outcome = UR_FOUND;
     if (copy != NULL) {
       memcpy(copy, code.p, code.n);
-      ur_cache_putlater(&k, copy, code.n, &sum);
+      ur_cache_putlater(&k, copy, code.n, &sum, job->worker != 0);
     }
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;

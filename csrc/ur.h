@@ -239,11 +239,12 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
                    const ur_srcsum *sum);
 /* cache.c: free what 'k' holds */
 void ur_cache_done (ur_cachekey *k);
-/* cache.c: 'ur_cache_put' on an executor thread, later (any thread):
-   takes over 'code' (malloc'ed) and what 'k' holds, and frees both
-   whatever happens, as 'ur_cache_done' would */
+/* cache.c: 'ur_cache_put' on an executor thread, later (any thread;
+   'worker': the caller is an executor thread): takes over 'code'
+   (malloc'ed) and what 'k' holds, and frees both whatever happens, as
+   'ur_cache_done' would */
 void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
-                        const ur_srcsum *sum);
+                        const ur_srcsum *sum, int worker);
 /* cache.c: a write job's work (executor thread), and its freeing */
 void ur_cache_runwrite (ur_cachewrite *w);
 void ur_cache_freewrite (ur_cachewrite *w);
