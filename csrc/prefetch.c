@@ -47,6 +47,7 @@ typedef struct pfentry {
   ur_job *job;  /* owned; NULL once adopted or dropped */
   lua_Integer seq;
   int expanded;  /* the names its job found were prefetched */
+  int busy;      /* its names are being prefetched now: keep its job */
 } pfentry;
 
 
@@ -132,7 +133,7 @@ static void survey (lua_State *L, int t, int doneonly, int *n,
   lua_pushnil(L);
   while (lua_next(L, t)) {
     pfentry *e = (pfentry *)lua_touserdata(L, -1);
-    int done = e->job != NULL && ur_exec_isdone(e->job);
+    int done = e->job != NULL && !e->busy && ur_exec_isdone(e->job);
     lua_pop(L, 1);
     (*n)++;
     if (done) *bytes += e->job->codelen;
@@ -215,6 +216,7 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
     pfentry *e;
     if (pf->n >= MAXNAMES) return;  /* full: the adopted make room */
     if (taken(L, base, name)) continue;
+    trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
     e->job = NULL;
     e->seq = ++pf->seq;
@@ -261,7 +263,7 @@ static int startall (lua_State *L) {
   int spare = lua_toboolean(L, lua_upvalueindex(1));
   pfstate *pf = getpf(L);  /* 3: PREFETCH */
   int base, i, n = 0;
-  ur_job *todo[MAXNAMES];
+  pfentry *todo[MAXNAMES];  /* entries to expand (marked busy) */
   if (!pf->on || !allowed(L, 1)) return 0;  /* 4: its 'package' */
   lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
   if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
@@ -273,21 +275,26 @@ static int startall (lua_State *L) {
   lua_rawget(L, 4);
   lua_pushvalue(L, 3);
   if (job != NULL)
-    todo[n++] = job;
-  else {  /* the finished ones (their entries stay until trimmed) */
+    startnames(L, pf, job, base, spare);
+  else {  /* the finished ones */
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       pfentry *e = (pfentry *)lua_touserdata(L, -1);
       lua_pop(L, 1);
+      e->busy = 0;  /* (left over if an earlier sweep raised) */
       if (!e->expanded && e->job != NULL && ur_exec_isdone(e->job)) {
         e->expanded = 1;
-        if (e->job->nprefetch > 0) todo[n++] = e->job;
+        if (e->job->nprefetch > 0) {
+          e->busy = 1;  /* (trimming drops no job of 'todo') */
+          todo[n++] = e;
+        }
       }
     }
+    for (i = 0; i < n; i++) {
+      if (pf->n < MAXNAMES) startnames(L, pf, todo[i]->job, base, spare);
+      todo[i]->busy = 0;
+    }
   }
-  for (i = 0; i < n && pf->n < MAXNAMES; i++)
-    startnames(L, pf, todo[i], base, spare);
-  trimbytes(L, 3, pf);
   return 0;
 }
 

@@ -186,10 +186,13 @@ typedef struct ur_scan {
   ur_job *job;     /* where names go; NULL: scan nothing */
   int st;          /* state */
   int quote;       /* the opening quote of the name */
-  size_t nid;      /* length of the identifier being read */
   size_t nname;    /* length of the name being read */
-  char id[8];
   char name[UR_MAXPFNAME + 1];
+  char tail[7];    /* the last bytes fed (a word cut by a boundary) */
+  int ntail;
+  int dash;        /* the last byte fed was '-' */
+  int dashes;      /* the line being read holds "--" so far */
+  uint64_t seen;   /* bytes fed so far */
 } ur_scan;
 
 void ur_scan_init (ur_scan *sc, ur_job *job);
