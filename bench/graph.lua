@@ -19,6 +19,11 @@
 -- uv.hrtime() is the clock in every mode) and, in the uvrequire modes,
 -- uvrequire (install()) before its clock starts, then imports the graph:
 --   stock:    `require "g_root"` at top level, uvrequire not loaded
+--   floor:    the same, uvrequire not loaded, with every module's
+--             bytecode made (string.dump of loadfile) before the clock
+--             starts and a searcher that loads it: what must still run
+--             on the Lua thread (undump and bodies) when all else is
+--             done ahead
 --   top:      `require "g_root"` at top level, uvrequire installed
 --   task1:    one task (uvrequire.spawn) requires the root; uvrequire.run()
 --   tasks20:  20 tasks, task i requiring the root's direct dependencies
@@ -27,8 +32,8 @@
 --   off:   UVREQUIRE_CACHE=off: every module compiled
 --   cold:  a fresh empty cache directory per run (compiled and written)
 --   warm:  a directory filled by one untimed `task1` run before the rounds
--- (A top-level import is loaded in place, as stock's, so it neither
--- reads nor writes the cache: `top` gets no hits, warm or not.)
+-- Before its clock starts, every child runs a full collection, so that
+-- no garbage of its set-up is paid for in the timed part.
 -- The child prints the import's time (first require to the end of the
 -- last import), its peak RSS (VmHWM of /proc/self/status, at the end),
 -- how many modules came from the cache (uvrequire.stats()) and how many
