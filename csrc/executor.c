@@ -480,14 +480,18 @@ int ur_exec_takeback (ur_job *job) {
 
 
 /*
-** Take back the oldest queued prefetch job: the Lua thread runs it
-** while it waits for a worker, instead of idling.  NULL if none.
+** Take back the first queued prefetch job of 'owner' (a state's
+** runtime): its Lua thread runs it while it waits for a worker, instead
+** of idling.  Never another state's: that state could be waiting for
+** it, or releasing it.  NULL if none.
 */
-ur_job *ur_exec_takeprefetch (void) {
+ur_job *ur_exec_takeprefetch (const void *owner) {
   ur_job *job;
-  if (!ready) return NULL;
+  if (!ready || owner == NULL) return NULL;
   uv_mutex_lock(&lock);
-  if ((job = queue[Q_PREFETCH].head) != NULL) {
+  for (job = queue[Q_PREFETCH].head; job != NULL && job->owner != owner;
+       job = job->next) ;
+  if (job != NULL) {
     unqueue(job);
     job->state = UR_NEW;
   }
@@ -549,7 +553,8 @@ void ur_exec_promote (ur_job *job) {
 */
 void ur_exec_help (ur_job *job) {
   ur_job *pj;
-  while (!ur_exec_isdone(job) && (pj = ur_exec_takeprefetch()) != NULL)
+  while (!ur_exec_isdone(job) &&
+         (pj = ur_exec_takeprefetch(job->owner)) != NULL)
     ur_exec_runhere(pj);
   ur_exec_wait(job);
 }
@@ -565,5 +570,6 @@ void ur_exec_runhere (ur_job *job) {
   if (W != NULL) lua_close(W);
   uv_mutex_lock(&lock);
   job->state = UR_DONE;
+  uv_cond_broadcast(&done_cond);  /* as a worker does */
   uv_mutex_unlock(&lock);
 }

@@ -209,6 +209,7 @@ static int taken (lua_State *L, int base, const char *name) {
 static void startnames (lua_State *L, pfstate *pf, ur_job *job,
                         int base, int spare) {
   const char *path = lua_tostring(L, 5);
+  const void *owner = ur_runtime_get(L);
   int i;
   for (i = 0; i < job->nprefetch; i++) {
     const char *name = job->prefetch[i];
@@ -233,6 +234,7 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
     pj->steps[0].path = strdup(path);
     pj->nsteps = 1;  /* (steps[0].kind: UR_STEP_LUA) */
     pj->scan = pj->isprefetch = 1;
+    pj->owner = owner;  /* (only its own Lua thread helps) */
     pj->sparecore = spare;
     pj->pkeylen = job->pkeylen;  /* its key: the parent's, then i */
     memcpy(pj->pkey, job->pkey, (size_t)job->pkeylen);

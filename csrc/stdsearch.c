@@ -116,6 +116,7 @@ int ur_std_buildjob (lua_State *L, int ss, int i, ur_load *ld) {
   if (job == NULL) luaL_error(L, "not enough memory");
   ld->job = job;  /* from here on, the load record frees it */
   ld->rt = ur_runtime_get(L);
+  job->owner = ld->rt;
   job->name = strdup(lua_tostring(L, 1));
   oom = (job->name == NULL);
   while (job->nsteps < UR_MAXSTEPS) {

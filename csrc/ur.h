@@ -129,6 +129,9 @@ struct ur_job {
                                  jobs only: a job run in place never
                                  reads its file for it) */
   int isprefetch;             /* submitted by prefetch.c, no waiter */
+  const void *owner;          /* the state's runtime: only its own Lua
+                                 thread runs its prefetches in place
+                                 ('ur_exec_help'); NULL: none */
   int sparecore;              /* a prefetch that leaves a core to the
                                  Lua thread (executor.c) */
   unsigned char pkey[UR_PKEYLEN];  /* a prefetch's place in the order
@@ -301,12 +304,12 @@ int ur_exec_takeback (ur_job *job);
 void ur_exec_runhere (ur_job *job);
 /* queue 'job' that nobody owns: the worker frees it when done */
 int ur_exec_submitdetached (ur_job *job);
-/* take back the oldest queued prefetch job (see 'ur_exec_takeback'), or
-   NULL if none */
-ur_job *ur_exec_takeprefetch (void);
+/* take back the first queued prefetch job of 'owner' (see
+   'ur_exec_takeback'), or NULL if none */
+ur_job *ur_exec_takeprefetch (const void *owner);
 /* somebody waits for 'job' now: it goes before every prefetch */
 void ur_exec_promote (ur_job *job);
-/* wait for 'job', running queued prefetch jobs meanwhile */
+/* wait for 'job', running queued prefetch jobs of its owner meanwhile */
 void ur_exec_help (ur_job *job);
 /* wait until every cache write job queued so far is done */
 void ur_exec_flush (void);
