@@ -264,4 +264,292 @@ describe("prefetch:", function()
     assert.equal("false\t0\t0\t0\ty1\t0\n", run("UVREQUIRE_PREFETCH=off"))
     assert.equal("false\t0\t0\t0\ty1\t0\n", run("", "install"))
   end)
+
+  -- {{{ Synchronous loads start prefetches too, and finished prefetches
+  -- are expanded at every require and on the loop's turn (b8f01e9,
+  -- ac322c4).  The "top level" cases run in a child lua5.4 after
+  -- install(), with the bytecode cache off.
+
+  -- the child's prelude: counters, and settle() as above
+  local PRELUDE = [[
+local uv = require "uvrequire"
+local core = require "uvrequire.core"
+local function settle()
+  local t0 = os.clock()
+  repeat local st = core.prefetchstats()
+  until st.done == st.entries or os.clock() - t0 > 5
+end
+local function counts()
+  local st = core.prefetchstats()
+  return st.submitted, st.adopted, st.dropped, st.entries
+end
+]]
+
+  -- (each child ends with its loop clean: nothing in flight, no handle)
+  local CLEAN = [[
+uv.run()
+local info = uv.loopinfo()
+assert(info.jobs == 0 and info.handles == 0, "loop not clean")
+]]
+
+  local function child(src, env)
+    local r = K.run(s.dir, PRELUDE .. src .. "\n" .. CLEAN, { K.install() },
+                    { env = "UVREQUIRE_CACHE=off " .. (env or "") })
+    assert(r.ok, r.out .. r.err)
+    assert.equal("", r.err)
+    return r.out
+  end
+
+  -- a link of a chain: its body counts its runs, and its next() requires
+  -- `nxt` (by a literal name, in a function called later)
+  local function link(name, nxt, req)
+    return ((req and "local require = REQ\n" or "") ..
+            "PFN = PFN or {}\nPFN[%q] = (PFN[%q] or 0) + 1\n" ..
+            "local M = { name = %q }\n" ..
+            "function M.next() return require %q end\nreturn M")
+           :format(name, name, name, nxt)
+  end
+
+  it("a top-level require's prefetch never runs a body early", function()
+    H.files(s.dir, {
+      ["pf_p.lua"] = "local function later() return require 'pf_q' end\n" ..
+                     "return later",
+      ["pf_q.lua"] = body("pf_q"),
+    })
+    assert.equal("function\ttrue\t1\t1\t0\n" ..
+                 "pf_q\t1\t1\t1\t0\t0\n", child [[
+local later = require "pf_p"
+settle()
+local st = core.prefetchstats()
+print(type(later), PFN == nil, st.submitted, st.done, st.adopted)
+local q = later()  -- adopts the prefetch; the body runs now, once
+print(q.name, PFN.pf_q, counts())
+]])
+  end)
+
+  it("a top-level require's prefetch never dlopens", function()
+    H.files(s.dir, {
+      ["pf_m.lua"] = "local function never() return require 'fix1' end\n" ..
+                     "return never",
+    })
+    assert.equal("false\ttrue\t1\t1\nfix1\ttrue\t1\n", child(([[
+package.cpath = %q
+local function mapped()  -- is fix1.so mapped in this process?
+  local f = assert(io.open("/proc/self/maps"))
+  local m = f:read("a")
+  f:close()
+  return m:find("/fix1.so", 1, true) ~= nil
+end
+local never = require "pf_m"
+settle()
+local st = core.prefetchstats()
+print(mapped(), package.loaded.fix1 == nil, st.submitted, st.done)
+-- the prefetch's miss, adopted: the C searcher finds it, as stock's
+local v = never()
+print(v.tag, mapped(), core.prefetchstats().adopted)
+]]):format(K.ROOT .. "/" .. FIX .. "?.so")))
+  end)
+
+  it("keeps to its budget from a top-level require, the oldest first",
+     function()
+    local files = {}
+    for i = 1, 3 do
+      files[("pf_%d.lua"):format(i)] =
+        ("return function() return require 'pf_y%d' end"):format(i)
+      files[("pf_y%d.lua"):format(i)] = ("return 'y%d'"):format(i)
+    end
+    H.files(s.dir, files)
+    -- the bytecode a prefetch holds: the dump of the file's compile,
+    -- the same size for the three
+    local function dumped(i)
+      return #string.dump(load(("return 'y%d'"):format(i),
+                               ("@%s/pf_y%d.lua"):format(s.dir, i)))
+    end
+    local size = dumped(1)
+    assert.equal(size, dumped(2))
+    assert.equal(size, dumped(3))
+    -- each prefetch finished before the next starts (settle); the
+    -- budget is checked as each starts
+    local prog = [[
+local one = require "pf_1"
+settle()
+local two = require "pf_2"
+settle()
+local three = require "pf_3"
+settle()
+print(core.prefetchstats().held)
+print(three(), counts())
+print(two(), counts())
+print(one(), counts())
+]]
+    local function budget(n)
+      return child(prog, "UVREQUIRE_PREFETCH_BUDGET=" .. n)
+    end
+    -- room for all three
+    assert.equal(("%d\n"):format(3 * size) ..
+                 "y3\t3\t1\t0\t2\ny2\t3\t2\t0\t1\ny1\t3\t3\t0\t0\n",
+                 budget(3 * size))
+    -- room for one finished: as pf_y3 starts, pf_y1 goes (the older),
+    -- pf_y2 stays
+    assert.equal(("%d\n"):format(2 * size) ..
+                 "y3\t3\t1\t1\t1\ny2\t3\t2\t1\t0\ny1\t3\t2\t1\t0\n",
+                 budget(size))
+    -- room for none: pf_y1 goes as pf_y2 starts, pf_y2 as pf_y3 starts
+    assert.equal(("%d\n"):format(size) ..
+                 "y3\t3\t1\t2\t0\ny2\t3\t1\t2\t0\ny1\t3\t1\t2\t0\n",
+                 budget(size - 1))
+  end)
+
+  it("expands a chain ahead from a task's import while the loop runs",
+     function()
+    H.files(s.dir, {
+      ["pf_da.lua"] = link("pf_da", "pf_db", true),
+      ["pf_db.lua"] = link("pf_db", "pf_dc", true),
+      ["pf_dc.lua"] = link("pf_dc", "pf_dd", true),
+      ["pf_dd.lua"] = body("pf_dd"),
+    })
+    rawset(_G, "REQ", uv.require)
+    local a
+    H.task(function() a = uv.require("pf_da") end)
+    -- the loop goes on (an idle handle of the program's keeps it alive):
+    -- each finished prefetch's names are prefetched in turn, with no
+    -- require in between
+    local idle = H.luv.new_idle()
+    idle:start(function() end)
+    local t0 = os.clock()
+    while stats().submitted < 3 and os.clock() - t0 < 5 do
+      uv.run("nowait")
+    end
+    idle:stop()
+    idle:close()
+    uv.run()
+    assert.equal(3, stats().submitted)  -- pf_db, pf_dc, pf_dd
+    assert.equal(0, stats().adopted)
+    assert.same({ pf_da = 1 }, PFN)  -- compiled, never run
+    local d
+    H.task(function() d = a.next().next().next() end)
+    assert.equal("pf_dd", d.name)
+    assert.equal(s.dir .. "/pf_dd.lua", d.file)
+    assert.equal(3, stats().submitted)
+    assert.equal(3, stats().adopted)
+    assert.equal(0, stats().dropped)
+    assert.equal(0, stats().entries)
+    assert.same({ pf_da = 1, pf_db = 1, pf_dc = 1, pf_dd = 1 }, PFN)
+  end)
+
+  it("expands a chain at each top-level require, one level ahead",
+     function()
+    H.files(s.dir, {
+      ["pf_da.lua"] = link("pf_da", "pf_db"),
+      ["pf_db.lua"] = link("pf_db", "pf_dc"),
+      ["pf_dc.lua"] = link("pf_dc", "pf_dd"),
+      ["pf_dd.lua"] = body("pf_dd"),
+    })
+    -- (PFN.x: whether x's body ran already)
+    assert.equal("1\t0\t0\t1\n" ..
+                 "pf_db\tnil\t2\t1\t0\t1\n" ..
+                 "pf_dc\tnil\t3\t2\t0\t1\n" ..
+                 "pf_dd\t3\t3\t0\t0\n" ..
+                 "1\t1\t1\t1\n", child [[
+local a = require "pf_da"
+print(counts())
+settle()
+-- the require of pf_db first expands pf_db's finished prefetch (pf_dc
+-- goes to the executor), then adopts it
+local b = a.next()
+print(b.name, PFN.pf_dc, counts())
+settle()
+local c = b.next()
+print(c.name, PFN.pf_dd, counts())
+settle()
+local d = c.next()
+print(d.name, counts())
+print(PFN.pf_da, PFN.pf_db, PFN.pf_dc, PFN.pf_dd)
+]])
+  end)
+
+  -- KNOWN LIMIT (ac322c4; README: "a finished prefetch's own names are
+  -- prefetched in turn, whenever a require starts and on the loop"):
+  -- the executor works ahead through the whole graph only while
+  -- something requires or the loop turns.  After a top-level require,
+  -- and after a task's import once the loop has nothing left to run (a
+  -- prefetch keeps no loop alive, so its wake-up is not seen), a
+  -- finished prefetch's names wait for the next require: polling
+  -- prefetchstats() (or running the loop) shows pf_db alone, for good.
+  local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
+  known("KNOWN LIMIT: expands a chain ahead after a top-level require " ..
+        "with no further require", function()
+    H.files(s.dir, {
+      ["pf_da.lua"] = link("pf_da", "pf_db"),
+      ["pf_db.lua"] = link("pf_db", "pf_dc"),
+      ["pf_dc.lua"] = link("pf_dc", "pf_dd"),
+      ["pf_dd.lua"] = body("pf_dd"),
+    })
+    assert.equal("3\t0\t0\t3\ttrue\n", child [[
+local a = require "pf_da"
+local t0 = os.clock()
+while core.prefetchstats().submitted < 3 and os.clock() - t0 < 5 do
+  uv.run("nowait")
+end
+local s, ad, dr, e = counts()
+print(s, ad, dr, e, PFN.pf_db == nil)
+]])
+  end)
+
+  -- KNOWN ISSUE, a bug (b8f01e9: ur_exec_help, ur_exec_runhere and
+  -- ur_exec_takeprefetch in executor.c; still so at 9640bb1):
+  -- the prefetch queue is process-wide, so a Lua thread that waits for
+  -- a worker's job runs *another state's* queued prefetch; it marks it
+  -- done without waking done_cond's waiters.  The other state, adopting
+  -- that prefetch meanwhile (the job is UR_NEW, so it cannot take it
+  -- back), waits on done_cond for good unless some later job of a
+  -- worker happens to broadcast.  (And an owner that drops such an
+  -- entry meanwhile, ur_exec_release on a UR_NEW job, frees it under
+  -- the thread running it.)  Two states on two OS threads: luv threads.
+  -- The reproduction depends on timing (B waits 100 ms for A to be in
+  -- ur_exec_help): run alone here, it hung every time.
+  known("KNOWN ISSUE: a state adopting a prefetch another state's " ..
+        "thread runs is woken when it is done", function()
+    local function big(n)
+      local t = { "local t = {}" }
+      for i = 1, n do
+        t[#t + 1] = ("t[%d] = { a = %d, b = 's%d' }"):format(i, i, i)
+      end
+      t[#t + 1] = "return t"
+      return table.concat(t, "\n")
+    end
+    H.files(s.dir, {
+      ["pf_bigx.lua"] = big(30000),    -- compiles in ~0.2 s here
+      ["pf_bigp.lua"] = big(200000),   -- ~1 s
+      ["pf_ax.lua"] = "return function() return require 'pf_bigx' end",
+      ["pf_bp.lua"] = "return function() return require 'pf_bigp' end",
+    })
+    local r = K.run(s.dir, ([[
+local luv = require "luv"
+local dir = %q
+local one = require "pf_ax"  -- prefetch of pf_bigx: the worker has it
+local th = luv.new_thread(function(dir)
+  local luv = require "luv"
+  require("uvrequire").install()
+  local two = require "pf_bp"  -- prefetch of pf_bigp, queued
+  io.open(dir .. "/ready", "w"):close()
+  local t = luv.hrtime()
+  while luv.hrtime() - t < 100e6 do end  -- the other is waiting now
+  two()  -- adopts pf_bigp, which the other state's thread runs
+  io.open(dir .. "/bdone", "w"):close()
+end, dir)
+while not io.open(dir .. "/ready") do end
+one()  -- adopts pf_bigx, running: runs queued prefetches meanwhile
+print("A done")
+local t = luv.hrtime()
+while not io.open(dir .. "/bdone") and luv.hrtime() - t < 10e9 do end
+print(io.open(dir .. "/bdone") and "B done" or "B hung")
+io.stdout:flush()
+if not io.open(dir .. "/bdone") then os.exit(0) end  -- (B is stuck)
+th:join()
+]]):format(s.dir), { K.install() },
+      { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off" })
+    assert.equal("A done\nB done\n", r.out)
+  end)
+  -- }}}
 end)
