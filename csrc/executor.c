@@ -35,6 +35,9 @@
 
 
 #define DEFAULT_MINTHREADS 1
+
+/* longest wait for the cache writes queued, at close or exit */
+#define FLUSH_NS  UINT64_C(2000000000)
 #define DEFAULT_MAXTHREADS 8
 
 /* a worker state still this large (KB) after a full collection is
@@ -67,7 +70,11 @@ static ur_job *running;       /* UR_RUNNING jobs, linked by 'next' */
 static int nthreads;          /* threads running; 0 if none could start */
 static int ready;             /* 'lock' and conditions are usable */
 static int restart;           /* a fork child: start workers anew */
+static void flushatexit (void);
+
 static int nwrites;           /* cache write jobs queued or running */
+static int nflushing;         /* threads in 'ur_exec_flush': writes go
+                                 first */
 static int nsparing;          /* 'sparecore' prefetches running */
 static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
@@ -114,6 +121,8 @@ static void unrun (ur_job *job) {
 */
 static ur_job *first (void) {
   ur_job *pf = queue[Q_PREFETCH].head;
+  if (nflushing > 0 && queue[Q_WRITE].head != NULL)
+    return queue[Q_WRITE].head;  /* somebody waits for the writes */
   if (queue[Q_WAITED].head != NULL)
     return queue[Q_WAITED].head;
   if (pf != NULL && (!pf->sparecore || nthreads == 1 ||
@@ -344,6 +353,7 @@ static void start (void) {
   pin_self();
   if (pthread_atfork(beforefork, afterfork_parent, afterfork_child) != 0)
     return;  /* a fork child would hang: better have no executor */
+  (void)atexit(flushatexit);  /* (this code stays mapped: see pin_self) */
   ready = 1;
   startthreads();
 }
@@ -521,13 +531,30 @@ void ur_exec_droppfwake (uv_async_t *a) {
 }
 
 
-/* wait until no cache write job is queued or running */
+/*
+** Wait until no cache write job is queued or running: the state is
+** closing, or the process exiting.  Writes go first meanwhile.  A
+** bounded wait: a worker may be stuck on a read that never ends.
+*/
 void ur_exec_flush (void) {
+  uint64_t start = uv_hrtime();
   if (!ready) return;
   uv_mutex_lock(&lock);
-  while (nwrites > 0)
-    uv_cond_wait(&done_cond, &lock);
+  nflushing++;
+  if (nwrites > 0) uv_cond_broadcast(&work_cond);  /* (writes first) */
+  while (nwrites > 0 && nthreads > 0) {
+    uint64_t spent = uv_hrtime() - start;
+    if (spent >= FLUSH_NS) break;  /* a worker is stuck (a FIFO) */
+    (void)uv_cond_timedwait(&done_cond, &lock, FLUSH_NS - spent);
+  }
+  nflushing--;
   uv_mutex_unlock(&lock);
+}
+
+
+/* at the process's exit: the entries still queued (os.exit) */
+static void flushatexit (void) {
+  ur_exec_flush();
 }
 
 

@@ -468,48 +468,11 @@ print(PFN.pf_da, PFN.pf_db, PFN.pf_dc, PFN.pf_dd)
 ]])
   end)
 
-  -- KNOWN LIMIT (ac322c4; README: "a finished prefetch's own names are
-  -- prefetched in turn, whenever a require starts and on the loop"):
-  -- the executor works ahead through the whole graph only while
-  -- something requires or the loop turns.  After a top-level require,
-  -- and after a task's import once the loop has nothing left to run (a
-  -- prefetch keeps no loop alive, so its wake-up is not seen), a
-  -- finished prefetch's names wait for the next require: polling
-  -- prefetchstats() (or running the loop) shows pf_db alone, for good.
-  local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
-  known("KNOWN LIMIT: expands a chain ahead after a top-level require " ..
-        "with no further require", function()
-    H.files(s.dir, {
-      ["pf_da.lua"] = link("pf_da", "pf_db"),
-      ["pf_db.lua"] = link("pf_db", "pf_dc"),
-      ["pf_dc.lua"] = link("pf_dc", "pf_dd"),
-      ["pf_dd.lua"] = body("pf_dd"),
-    })
-    assert.equal("3\t0\t0\t3\ttrue\n", child [[
-local a = require "pf_da"
-local t0 = os.clock()
-while core.prefetchstats().submitted < 3 and os.clock() - t0 < 5 do
-  uv.run("nowait")
-end
-local s, ad, dr, e = counts()
-print(s, ad, dr, e, PFN.pf_db == nil)
-]])
-  end)
-
-  -- KNOWN ISSUE, a bug (b8f01e9: ur_exec_help, ur_exec_runhere and
-  -- ur_exec_takeprefetch in executor.c; still so at 9640bb1):
-  -- the prefetch queue is process-wide, so a Lua thread that waits for
-  -- a worker's job runs *another state's* queued prefetch; it marks it
-  -- done without waking done_cond's waiters.  The other state, adopting
-  -- that prefetch meanwhile (the job is UR_NEW, so it cannot take it
-  -- back), waits on done_cond for good unless some later job of a
-  -- worker happens to broadcast.  (And an owner that drops such an
-  -- entry meanwhile, ur_exec_release on a UR_NEW job, frees it under
-  -- the thread running it.)  Two states on two OS threads: luv threads.
-  -- The reproduction depends on timing (B waits 100 ms for A to be in
-  -- ur_exec_help): run alone here, it hung every time.
-  known("KNOWN ISSUE: a state adopting a prefetch another state's " ..
-        "thread runs is woken when it is done", function()
+  -- Two states on two OS threads (luv threads) share the executor: a
+  -- Lua thread that waits for a worker runs only its own state's queued
+  -- prefetches, never one the other state adopts meanwhile (it would
+  -- wait for it for good).  B waits 100 ms so that A is waiting then.
+  it("never runs another state's prefetch while it waits", function()
     local function big(n)
       local t = { "local t = {}" }
       for i = 1, n do

@@ -13,9 +13,9 @@
 -- flight and no handle is left; then (unless `nostats`) it prints the
 -- cache counters "STATS <hits> <misses> <writes>".
 --
--- Cases marked "KNOWN ISSUE" or "KNOWN LIMIT" fail against the core as
--- of 9640bb1; they are pending unless UVREQUIRE_KNOWN_ISSUES=1 (then
--- they run, and fail).
+-- The case marked "KNOWN ISSUE" fails against the core (a difference
+-- from stock, README "Known limits"); it is pending unless
+-- UVREQUIRE_KNOWN_ISSUES=1 (then it runs, and fails).
 local H = require "helper"
 
 local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
@@ -681,17 +681,9 @@ print(select(2, pcall(require, "syn")))
     assert.equals(20, #entries(cache))
   end)
 
-  -- KNOWN LIMIT (new with b8f01e9; README since e44d364: "os.exit
-  -- without closing drops them"): entries are written by detached jobs,
-  -- flushed only when the state closes.  os.exit(code) without `close`
-  -- ends the process without closing the state: the entries still
-  -- queued are lost (in trials, 1 to 22 of 30 were written), and a write
-  -- cut short leaves a "<entry>.<pid>.<n>.tmp" file behind, which
-  -- nothing removes (not documented).  Before, a worker wrote a task's
-  -- import's entry before the import completed; tasks' entries go the
-  -- same way now.  An atexit flush would keep them.
-  known("KNOWN LIMIT: is written whole when the program ends by os.exit",
-        function()
+  -- entries still queued are written at the process's exit too (an
+  -- atexit flush): os.exit without closing the state keeps them all
+  it("is written whole when the program ends by os.exit", function()
     local names = {}
     for i = 1, 30 do
       names[i] = "x" .. i
