@@ -196,6 +196,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_scan_init(&sc, job->scan ? job : NULL);
   job->file = file;
   if (ur_cache_get(&k, file, f, &job->code, &job->codelen, &sc)) {
+    job->srcbytes = (size_t)k.size;  /* (read, to check it) */
     fclose(f);
     ur_cache_done(&k);
     job->outcome = UR_FOUND;
