@@ -160,7 +160,7 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
-/* cache.c: the content hash, fed bytes in slices of any size */
+/* hash.c: the content hash, fed bytes in slices of any size */
 typedef struct ur_hasher {
   uint64_t h, n, tail;  /* state, bytes fed, the last n % 8 of them */
 } ur_hasher;
@@ -168,7 +168,7 @@ typedef struct ur_hasher {
 void ur_hash_init (ur_hasher *s);
 void ur_hash_add (ur_hasher *s, const void *p, size_t n);
 uint64_t ur_hash_end (const ur_hasher *s);
-/* cache.c: the content hash of 'n' bytes at 'p' */
+/* hash.c: the content hash of 'n' bytes at 'p' */
 uint64_t ur_hash (const void *p, size_t n);
 
 /* what 'ur_compile' read of a source file */
@@ -254,8 +254,21 @@ void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
 /* cache.c: a write job's work (executor thread), and its freeing */
 void ur_cache_runwrite (ur_cachewrite *w);
 void ur_cache_freewrite (ur_cachewrite *w);
-/* cache.c: add 'setcache' and 'cachestats' to the table at the top and
-   set the process's cache directory from the environment, once */
+/* cache.c: the counts so far: look-ups that hit, that missed, and
+   entries written (any thread) */
+void ur_cache_counts (unsigned long *hits, unsigned long *misses,
+                      unsigned long *writes);
+/* cache.c: set the header of this Lua's dumps, which every entry's
+   bytecode must start with, from a dump by 'L' (once; under
+   cachedir.c's lock) */
+void ur_cache_setrefhdr (lua_State *L);
+/* cachedir.c: the cache directory in use, or NULL: off (any thread) */
+const char *ur_cache_dir (void);
+/* cachedir.c: 'path' made absolute against the working directory
+   (malloc'ed), or NULL */
+char *ur_cache_absolute (const char *path);
+/* cachedir.c: add 'setcache' and 'cachestats' to the table at the top
+   and set the process's cache directory from the environment, once */
 void ur_cache_register (lua_State *L);
 
 /* clib.c: dlopen 'file' and find the open function of 'name' */

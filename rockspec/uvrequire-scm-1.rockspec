@@ -48,11 +48,13 @@ build = {
     ["uvrequire.core"] = {
       sources = {
         "csrc/cache.c",
+        "csrc/cachedir.c",
         "csrc/clib.c",
         "csrc/compile.c",
         "csrc/core.c",
         "csrc/cycle.c",
         "csrc/executor.c",
+        "csrc/hash.c",
         "csrc/load.c",
         "csrc/loaded.c",
         "csrc/loop.c",
