@@ -541,6 +541,35 @@ void ur_sched_open (lua_State *L);
 
 /* }====================================================== */
 
+
+/* {======================================================
+** The require frame (require.c, drive.c)
+**
+** The slow path of 'require' keeps this stack frame across yields:
+**   1 name   2 LOADED   3 searchers   4 load record   5 guard
+** ======================================================= */
+
+#define LOADIDX   4
+#define FRAME     5  /* the guard, to-be-closed: nothing goes below */
+
+/* the record of this frame's load */
+#define frameload(L)  ((ur_load *)lua_touserdata(L, LOADIDX))
+
+/* drive.c: 'findloader' from the load's next searcher on; ends by
+   calling the loader it finds, or by raising "module not found" */
+int ur_require_findloader (lua_State *L);
+/* drive.c: stack: ...; loader; loader data.  Run the loader */
+int ur_require_callloader (lua_State *L);
+/* drive.c: return the outcome of the ended load (raises its error) */
+int ur_require_outcome (lua_State *L);
+/* drive.c: a waiter waits (yields) for the load to end */
+int ur_require_waitwaiter (lua_State *L);
+/* drive.c: the load's job is on the executor, and the running thread
+   cannot yield: finish it here, then take its results */
+int ur_require_finishhere (lua_State *L, ur_load *ld);
+
+/* }====================================================== */
+
 #pragma GCC visibility pop
 
 #endif

@@ -53,6 +53,7 @@ build = {
         "csrc/compile.c",
         "csrc/core.c",
         "csrc/cycle.c",
+        "csrc/drive.c",
         "csrc/executor.c",
         "csrc/hash.c",
         "csrc/load.c",
