@@ -393,7 +393,8 @@ void ur_runtime_untimer (ur_runtime *rt, lua_Integer id);
 
 
 /* {======================================================
-** Scheduler (sched.c)
+** Scheduler (sched.c; tasks.c: who may yield, the error sink, the
+** Lua layer's functions)
 ** ======================================================= */
 
 /* create registry table 'key' (weak 'mode', if any) unless it exists */
@@ -434,6 +435,11 @@ void ur_sched_untimeout (lua_State *L, lua_Integer id);
 void ur_sched_register (lua_State *L);
 /* push uvrequire.PENDING */
 void ur_sched_pushpending (lua_State *L);
+/* tasks.c: create its registry tables (for 'ur_sched_open') */
+void ur_sched_opentasks (lua_State *L);
+/* tasks.c: 'co' died of the error at its top while resumed: hand it to
+   its task or the error sink, close its to-be-closed variables */
+void ur_sched_died (lua_State *L, lua_State *co);
 
 /* }====================================================== */
 

@@ -66,6 +66,7 @@ build = {
         "csrc/searchers.c",
         "csrc/stats.c",
         "csrc/stdsearch.c",
+        "csrc/tasks.c",
       },
       libraries = { "uv", "pthread", "dl" },
       incdirs = { "$(LIBUV_INCDIR)" },
