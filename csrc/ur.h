@@ -445,7 +445,7 @@ void ur_sched_died (lua_State *L, lua_State *co);
 
 
 /* {======================================================
-** Load records (load.c, cycle.c, loaded.c)
+** Load records (load.c, guard.c, cycle.c, loaded.c)
 ** ======================================================= */
 
 /* load states: searching (job in flight), chunk loaded and its body

@@ -55,6 +55,7 @@ build = {
         "csrc/cycle.c",
         "csrc/drive.c",
         "csrc/executor.c",
+        "csrc/guard.c",
         "csrc/hash.c",
         "csrc/load.c",
         "csrc/loaded.c",
