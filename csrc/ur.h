@@ -334,14 +334,15 @@ void ur_exec_droppfwake (uv_async_t *a);
 
 
 /* {======================================================
-** Runtime: the per-state side (loop.c owns the loop half, sched.c the
-** scheduler half; one 'ur_runtime' per lua_State, in the registry)
+** Runtime: the per-state side (runtime.c owns the record, its jobs and
+** timers; loop.c the loop half, sched.c the scheduler half; one
+** 'ur_runtime' per lua_State, in the registry)
 ** ======================================================= */
 
 enum { UR_WAIT_TASKS, UR_WAIT_ANY };  /* who may wait by yielding */
 
 typedef struct ur_wakeh ur_wakeh;  /* the runtime's wake-up handle */
-typedef struct ur_timer ur_timer;  /* a timeout (loop.c) */
+typedef struct ur_timer ur_timer;  /* a timeout (runtime.c) */
 
 typedef struct ur_runtime {
   lua_State *cb;        /* thread on which loop callbacks call Lua */
@@ -370,23 +371,32 @@ typedef struct ur_runtime {
   int blocking;         /* inside a reported blocking require */
 } ur_runtime;
 
-/* loop.c */
+/* the wake-up handle; 'h' first so that a handle is a 'ur_wakeh' */
+struct ur_wakeh {
+  uv_async_t h;
+  ur_runtime *rt;       /* NULL once the runtime let go of it */
+};
+
+/* runtime.c */
 ur_runtime *ur_runtime_get (lua_State *L);
-uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
 int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job);
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 int ur_runtime_adopt (ur_runtime *rt, ur_job *job);
-void ur_runtime_signal (ur_runtime *rt);
-void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
-/* is a loop that uvrequire serves running now (luv's, ours, or ours
-   calling back)? */
-int ur_runtime_running (lua_State *L, ur_runtime *rt);
 /* start a timer calling 'rt->ontimer(id)' after 'ms'; may raise */
 void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
                        lua_Integer id);
 /* stop timer 'id' if it is still running */
 void ur_runtime_untimer (ur_runtime *rt, lua_Integer id);
+/* loop.c */
+uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
+void ur_runtime_signal (ur_runtime *rt);
+void ur_runtime_refresh (ur_runtime *rt);
+/* is a loop that uvrequire serves running now (luv's, ours, or ours
+   calling back)? */
+int ur_runtime_running (lua_State *L, ur_runtime *rt);
+/* leave the loop in use: close the handle; close our own loop */
+void ur_runtime_leaveloop (ur_runtime *rt);
 
 
 /* }====================================================== */

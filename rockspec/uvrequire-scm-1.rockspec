@@ -62,6 +62,7 @@ build = {
         "csrc/loop.c",
         "csrc/prefetch.c",
         "csrc/require.c",
+        "csrc/runtime.c",
         "csrc/sched.c",
         "csrc/search.c",
         "csrc/searchers.c",
