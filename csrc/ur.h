@@ -33,7 +33,7 @@
 
 
 /* {======================================================
-** Growable byte buffer (malloc-based; usable on any thread)
+** Growable byte buffer (buf.c; malloc-based; usable on any thread)
 ** ======================================================= */
 
 typedef struct ur_buf {
