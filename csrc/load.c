@@ -15,7 +15,7 @@
 **   - 'waits_on', the load its body is requiring now: the edges along
 **     which cycles are found, within one thread or across several.
 **
-** A load ends in the driver's require frame (require.c), which catches
+** A load ends in the driver's require frame (drive.c), which catches
 ** every error of searchers and loader; the frame's to-be-closed guard
 ** only acts when the driver's coroutine is closed while it waits: the
 ** load then goes to a waiter, or fails.

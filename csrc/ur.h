@@ -5,12 +5,12 @@
 **
 **   Lua thread                          executor threads
 **   ----------                          ----------------
-**   require.c  builds a job  ---------> executor.c queues it
+**   drive.c    builds a job  ---------> executor.c queues it
 **                                       search.c runs it: path search,
 **                                         compile.c (read + compile +
 **                                         dump), clib.c (dlopen/dlsym)
 **   loop.c     is told it is done <---- executor.c marks it done
-**   require.c  loads bytecode / calls luaopen_*, runs the loader
+**   drive.c    loads bytecode / calls luaopen_*, runs the loader
 **
 ** A job holds only C data: names and paths going in, bytes, a library
 ** handle and messages coming out.  No Lua value ever crosses.
@@ -355,7 +355,7 @@ typedef struct ur_runtime {
   int closed;           /* state is closing: nothing new starts */
   ur_job *jobs;         /* jobs in flight (lnext/lprev) */
   int njobs;
-  /* scheduler (sched.c) */
+  /* scheduler (sched.c, tasks.c) */
   int mode;             /* UR_WAIT_* */
   lua_Integer seq;      /* last token handed out */
   lua_Integer *ring;    /* ready queue of tokens (FIFO) */
