@@ -3,15 +3,6 @@
 ** module looks it up here first, and stores the bytecode here after
 ** compiling it.
 **
-** Where: one directory per process, set on the Lua thread (set before
-** use: workers only load its pointer, atomically; every setting made is
-** kept for the life of the process, so a worker may hold an old one).
-** By default $UVREQUIRE_CACHE (a directory, or "off"), else
-** $XDG_CACHE_HOME/uvrequire, else $HOME/.cache/uvrequire.  It is made
-** on the first write, with its missing parents, each 0700.  A directory
-** or an entry that another user owns, or that its group or others may
-** write, is neither read nor written; entries are opened O_NOFOLLOW.
-**
 ** An entry: file "<hash of the absolute path>.luac" holding a header
 ** (below), the absolute path and the name the source was found as (the
 ** chunk name minus '@'), and the bytecode dumped with debug
@@ -30,6 +21,10 @@
 ** place: a reader never sees half an entry.  The bytecode of a hit is
 ** handed over as it is, not loaded on the executor thread: the hashes
 ** stand for that.
+**
+** This file: the entries, read and written on executor threads, and
+** the jobs that write them.  cachedir.c: where the cache is, and the
+** Lua functions; hash.c: the content hash.
 */
 
 #define _GNU_SOURCE
@@ -80,29 +75,13 @@ typedef struct Header {
 
 
 /* {======================================================
-** Settings and counters
+** Counters, and the header of this Lua's dumps
 ** ======================================================= */
 
-typedef struct Dir {
-  struct Dir *prev;     /* every setting ever made */
-  char path[1];         /* (allocated to its length) */
-} Dir;
-
-static uv_once_t once = UV_ONCE_INIT;
-static uv_mutex_t setlock;     /* guards setters (Lua threads) */
-static int configured;         /* (setlock) the default is set */
-static Dir *dirs;              /* (setlock) settings kept */
-static const char *current;    /* atomic: directory in use, or NULL */
 static char refhdr[LUACHDR];   /* header of this Lua's dumps */
 static int refok;              /* atomic: 'refhdr' is set */
 static unsigned long nhits, nmisses, nwrites;  /* atomic counters */
 static unsigned int ntemp;     /* atomic: names temporary files */
-
-
-/* make 'setlock' (once per process) */
-static void initlock (void) {
-  if (uv_mutex_init(&setlock) != 0) abort();  /* cannot fail on Linux */
-}
 
 
 /* add one to counter 'c' (any thread) */
@@ -117,161 +96,13 @@ static unsigned long counted (unsigned long *c) {
 }
 
 
-/* the directory in use, or NULL: off (any thread) */
-static const char *curdir (void) {
-  return __atomic_load_n(&current, __ATOMIC_ACQUIRE);
-}
-
-
-/*
-** The content hash: 64 bits, 8 bytes a step (a multiply and a rotate),
-** the same whatever slices the bytes come in.  It guards against
-** accidents (an edit that kept size and mtime, a corrupt entry), not
-** against an attacker: entries are trusted by their owner and mode.
-*/
-#define K1  UINT64_C(0x9e3779b97f4a7c15)
-#define K2  UINT64_C(0xc2b2ae3d27d4eb4f)
-
-static uint64_t mix (uint64_t h, uint64_t w) {
-  h ^= w * K1;
-  h = (h << 27) | (h >> 37);
-  return h * K2 + UINT64_C(0x165667b19e3779f9);
-}
-
-
-/* the little-endian 64-bit word at 'p' */
-static uint64_t word (const unsigned char *p) {
-  uint64_t w;
-  memcpy(&w, p, sizeof(w));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  w = __builtin_bswap64(w);
-#endif
-  return w;
-}
-
-
-void ur_hash_init (ur_hasher *s) {
-  s->h = UINT64_C(0x27d4eb2f165667c5);
-  s->n = s->tail = 0;
-}
-
-
-void ur_hash_add (ur_hasher *s, const void *p, size_t n) {
-  const unsigned char *b = (const unsigned char *)p;
-  unsigned k = (unsigned)(s->n & 7);  /* bytes pending in 'tail' */
-  s->n += n;
-  if (k != 0) {  /* complete the pending word first */
-    for (; k < 8 && n > 0; k++, n--)
-      s->tail |= (uint64_t)*b++ << (8 * k);
-    if (k < 8) return;
-    s->h = mix(s->h, s->tail);
-    s->tail = 0;
-  }
-  for (; n >= 8; n -= 8, b += 8)
-    s->h = mix(s->h, word(b));
-  for (k = 0; n > 0; k++, n--)
-    s->tail |= (uint64_t)*b++ << (8 * k);
-}
-
-
-uint64_t ur_hash_end (const ur_hasher *s) {
-  uint64_t h = s->h;
-  if (s->n & 7) h = mix(h, s->tail);
-  h ^= s->n;
-  h ^= h >> 33;  /* final avalanche (MurmurHash3's fmix64) */
-  h *= UINT64_C(0xff51afd7ed558ccd);
-  h ^= h >> 33;
-  h *= UINT64_C(0xc4ceb9fe1a85ec53);
-  return h ^ (h >> 33);
-}
-
-
-uint64_t ur_hash (const void *p, size_t n) {
-  ur_hasher s;
-  ur_hash_init(&s);
-  ur_hash_add(&s, p, n);
-  return ur_hash_end(&s);
-}
-
-
-/*
-** 'a' .. "/" .. 'b' as a malloc'ed string ('b' alone if 'a' is NULL),
-** or NULL (no memory).
-*/
-static char *joinpath (const char *a, const char *b) {
-  size_t la = a ? strlen(a) : 0, lb = strlen(b);
-  char *p = (char *)malloc(la + lb + 2);
-  if (p == NULL) return NULL;
-  if (a != NULL) {
-    memcpy(p, a, la);
-    p[la++] = '/';
-  }
-  memcpy(p + la, b, lb + 1);
-  return p;
-}
-
-
-/* 'path' made absolute against the working directory (malloc'ed), or
-   NULL */
-static char *absolute (const char *path) {
-  char *cwd, *p;
-  if (path[0] == '/') return strdup(path);
-  if ((cwd = getcwd(NULL, 0)) == NULL) return NULL;
-  p = joinpath(cwd, path);
-  free(cwd);
-  return p;
-}
-
-
-/*
-** The default directory (malloc'ed), from the environment: NULL if the
-** cache is off, or if no directory can be named (or no memory).
-*/
-static char *defaultdir (void) {
-  const char *env = getenv("UVREQUIRE_CACHE");
-  if (env != NULL && *env != '\0')
-    return strcmp(env, "off") == 0 ? NULL : absolute(env);
-  env = getenv("XDG_CACHE_HOME");
-  if (env != NULL && env[0] == '/')  /* relative ones are invalid */
-    return joinpath(env, "uvrequire");
-  env = getenv("HOME");
-  if (env != NULL && *env != '\0')
-    return joinpath(env, ".cache/uvrequire");
-  return NULL;
-}
-
-
-/* is the cache turned off in the environment? */
-static int envoff (void) {
-  const char *env = getenv("UVREQUIRE_CACHE");
-  return env != NULL && strcmp(env, "off") == 0;
-}
-
-
-/*
-** Make 'path' (malloc'ed, or NULL: off) the directory in use, keeping
-** it for good (setlock held).  Returns 0 if out of memory (the setting
-** is then unchanged).
-*/
-static int setdir (char *path) {
-  const char *cur = curdir();
-  Dir *d;
-  if (path == NULL || (cur != NULL && strcmp(cur, path) == 0)) {
-    if (path == NULL) __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
-    free(path);
-    return 1;
-  }
-  d = (Dir *)malloc(sizeof(Dir) + strlen(path));
-  if (d == NULL) {
-    free(path);
-    return 0;
-  }
-  strcpy(d->path, path);
-  free(path);
-  d->prev = dirs;
-  dirs = d;
-  __atomic_store_n(&current, d->path, __ATOMIC_RELEASE);
-  return 1;
+/* the counts so far: look-ups that hit, that missed, and entries
+   written (any thread) */
+void ur_cache_counts (unsigned long *hits, unsigned long *misses,
+                      unsigned long *writes) {
+  *hits = counted(&nhits);
+  *misses = counted(&nmisses);
+  *writes = counted(&nwrites);
 }
 
 
@@ -288,8 +119,9 @@ static int refwriter (lua_State *L, const void *p, size_t sz, void *ud) {
 }
 
 
-/* set 'refhdr' from a dump of an empty chunk, once (setlock held) */
-static void setrefhdr (lua_State *L) {
+/* set 'refhdr' from a dump of an empty chunk, once (cachedir.c's
+   lock held) */
+void ur_cache_setrefhdr (lua_State *L) {
   size_t n = 0;
   if (__atomic_load_n(&refok, __ATOMIC_ACQUIRE)) return;
   if (luaL_loadstring(L, "") == LUA_OK) {
@@ -298,91 +130,6 @@ static void setrefhdr (lua_State *L) {
       __atomic_store_n(&refok, 1, __ATOMIC_RELEASE);
   }
   lua_pop(L, 1);  /* the chunk or the message */
-}
-
-
-/*
-** core.setcache(false | true | dir): turn the cache off, back to its
-** default (the environment's choice), or to directory 'dir' (relative
-** to the working directory now) unless UVREQUIRE_CACHE=off.  Returns
-** the directory now in use, or false.
-*/
-static int l_setcache (lua_State *L) {
-  char *path;
-  int ok;
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    const char *dir = lua_tostring(L, 1);
-    luaL_argcheck(L, *dir != '\0', 1, "empty directory name");
-    path = envoff() ? NULL : absolute(dir);
-    if (path == NULL && !envoff())
-      return luaL_error(L, "cannot make '%s' an absolute path", dir);
-  }
-  else {
-    luaL_checktype(L, 1, LUA_TBOOLEAN);
-    path = lua_toboolean(L, 1) ? defaultdir() : NULL;
-  }
-  uv_mutex_lock(&setlock);
-  ok = setdir(path);
-  uv_mutex_unlock(&setlock);
-  if (!ok) return luaL_error(L, "not enough memory");
-  if (curdir() != NULL) lua_pushstring(L, curdir());
-  else lua_pushboolean(L, 0);
-  return 1;
-}
-
-
-/* core.cachestats(): { hits, misses, writes, dir = dir or false } */
-static int l_cachestats (lua_State *L) {
-  ur_exec_flush();  /* entries on their way count as written */
-  lua_createtable(L, 0, 4);
-  lua_pushinteger(L, (lua_Integer)counted(&nhits));
-  lua_setfield(L, -2, "hits");
-  lua_pushinteger(L, (lua_Integer)counted(&nmisses));
-  lua_setfield(L, -2, "misses");
-  lua_pushinteger(L, (lua_Integer)counted(&nwrites));
-  lua_setfield(L, -2, "writes");
-  if (curdir() != NULL) lua_pushstring(L, curdir());
-  else lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "dir");
-  return 1;
-}
-
-
-/* __gc of the state's flush sentinel: entries are written before the
-   state is gone (a program that ends by closing its state leaves its
-   cache whole, and no temporary file behind) */
-static int flush_gc (lua_State *L) {
-  (void)L;
-  ur_exec_flush();
-  return 0;
-}
-
-
-static const char FLUSHKEY = 'f';  /* registry: the flush sentinel */
-
-
-/*
-** Add 'setcache' and 'cachestats' to the table at the top; the first
-** time, set the directory from the environment and 'refhdr' from a
-** dump by 'L'.
-*/
-void ur_cache_register (lua_State *L) {
-  uv_once(&once, initlock);
-  uv_mutex_lock(&setlock);
-  setrefhdr(L);
-  if (!configured)  /* out of memory: off, and tried again next time */
-    configured = setdir(defaultdir());
-  uv_mutex_unlock(&setlock);
-  lua_pushcfunction(L, l_setcache);
-  lua_setfield(L, -2, "setcache");
-  lua_pushcfunction(L, l_cachestats);
-  lua_setfield(L, -2, "cachestats");
-  lua_newuserdatauv(L, 0, 0);  /* the flush sentinel */
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, flush_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &FLUSHKEY);  /* pops it */
 }
 
 /* }====================================================== */
@@ -570,7 +317,7 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len,
 int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
                   size_t *len, ur_scan *sc) {
   struct stat st;
-  const char *dir = curdir();
+  const char *dir = ur_cache_dir();
   int res;
   k->write = 0;
   k->dirfd = -1;
@@ -583,7 +330,7 @@ int ur_cache_get (ur_cachekey *k, const char *file, FILE *f, char **code,
   k->msec = (int64_t)st.st_mtim.tv_sec;
   k->mnsec = (int64_t)st.st_mtim.tv_nsec;
   if (strlen(file) >= MAXPATH ||
-      (k->abspath = absolute(file)) == NULL ||
+      (k->abspath = ur_cache_absolute(file)) == NULL ||
       strlen(k->abspath) >= MAXPATH)
     return 0;  /* no memory, or no working directory: no cache */
   snprintf(k->entry, sizeof(k->entry), "%016llx.luac",

@@ -37,7 +37,7 @@ int luaopen_uvrequire_core (lua_State *L) {
   ur_sched_register(L);  /* the scheduler's functions and PENDING */
   ur_searchers_register(L);
   ur_stats_register(L);
-  ur_cache_register(L);  /* setcache, cachestats (cache.c) */
+  ur_cache_register(L);  /* setcache, cachestats (cachedir.c) */
   ur_prefetch_register(L);  /* setprefetch, prefetchstats */
   ur_require_init(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

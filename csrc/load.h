@@ -1,6 +1,6 @@
 /*
 ** load.h: what the parts of the guarded 'package.loaded' share
-** (load.c, cycle.c, loaded.c).  See load.c for the design.
+** (load.c, guard.c, cycle.c, loaded.c).  See load.c for the design.
 */
 
 #ifndef load_h
@@ -33,6 +33,14 @@ extern const char ur_key_drivers;  /* load record -> driver (weak) */
 static inline void ur_pushtable (lua_State *L, const char *key) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key);
 }
+
+/* load.c: make the running thread the driver of the load at 'idx' */
+void ur_load_setdriver (lua_State *L, int idx, ur_load *ld);
+/* guard.c: hand the load at 'idx' (its driver gone) to the first
+   waiter still waiting, or fail it */
+void ur_load_handover (lua_State *L, int idx, ur_load *ld);
+/* guard.c: __close of a require frame's guard */
+int ur_load_guardclose (lua_State *L);
 
 /* loaded.c */
 

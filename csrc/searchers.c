@@ -5,7 +5,7 @@
 ** package.searchers in place of stock's.
 **
 ** 'require' itself never calls them: it recognises them, as stock's,
-** and batches them into one job (require.c).  They matter when Lua
+** and batches them into one job (drive.c).  They matter when Lua
 ** code calls them: luarocks.loader's searcher, for one, picks a rock
 ** and then calls the standard searchers itself.  Called where the
 ** caller may not wait by yielding, they run in place, exactly as stock;

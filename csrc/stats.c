@@ -1,6 +1,6 @@
 /*
 ** stats.c: what uvrequire shows of its work.  Each load carries its
-** timings (ur_load_stats, filled by require.c at each phase, and from
+** timings (ur_load_stats, filled by drive.c at each phase, and from
 ** its job's timings, filled by the worker); when it succeeds, a record
 ** goes to the list 'uvrequire.stats' returns, and with
 ** UVREQUIRE_IMPORTTIME=1 a line of Python's '-X importtime' table goes

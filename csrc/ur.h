@@ -5,12 +5,12 @@
 **
 **   Lua thread                          executor threads
 **   ----------                          ----------------
-**   require.c  builds a job  ---------> executor.c queues it
+**   drive.c    builds a job  ---------> executor.c queues it
 **                                       search.c runs it: path search,
 **                                         compile.c (read + compile +
 **                                         dump), clib.c (dlopen/dlsym)
 **   loop.c     is told it is done <---- executor.c marks it done
-**   require.c  loads bytecode / calls luaopen_*, runs the loader
+**   drive.c    loads bytecode / calls luaopen_*, runs the loader
 **
 ** A job holds only C data: names and paths going in, bytes, a library
 ** handle and messages coming out.  No Lua value ever crosses.
@@ -33,7 +33,7 @@
 
 
 /* {======================================================
-** Growable byte buffer (malloc-based; usable on any thread)
+** Growable byte buffer (buf.c; malloc-based; usable on any thread)
 ** ======================================================= */
 
 typedef struct ur_buf {
@@ -160,7 +160,7 @@ void ur_job_run (ur_job *job, lua_State *W);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 
-/* cache.c: the content hash, fed bytes in slices of any size */
+/* hash.c: the content hash, fed bytes in slices of any size */
 typedef struct ur_hasher {
   uint64_t h, n, tail;  /* state, bytes fed, the last n % 8 of them */
 } ur_hasher;
@@ -168,7 +168,7 @@ typedef struct ur_hasher {
 void ur_hash_init (ur_hasher *s);
 void ur_hash_add (ur_hasher *s, const void *p, size_t n);
 uint64_t ur_hash_end (const ur_hasher *s);
-/* cache.c: the content hash of 'n' bytes at 'p' */
+/* hash.c: the content hash of 'n' bytes at 'p' */
 uint64_t ur_hash (const void *p, size_t n);
 
 /* what 'ur_compile' read of a source file */
@@ -254,8 +254,21 @@ void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
 /* cache.c: a write job's work (executor thread), and its freeing */
 void ur_cache_runwrite (ur_cachewrite *w);
 void ur_cache_freewrite (ur_cachewrite *w);
-/* cache.c: add 'setcache' and 'cachestats' to the table at the top and
-   set the process's cache directory from the environment, once */
+/* cache.c: the counts so far: look-ups that hit, that missed, and
+   entries written (any thread) */
+void ur_cache_counts (unsigned long *hits, unsigned long *misses,
+                      unsigned long *writes);
+/* cache.c: set the header of this Lua's dumps, which every entry's
+   bytecode must start with, from a dump by 'L' (once; under
+   cachedir.c's lock) */
+void ur_cache_setrefhdr (lua_State *L);
+/* cachedir.c: the cache directory in use, or NULL: off (any thread) */
+const char *ur_cache_dir (void);
+/* cachedir.c: 'path' made absolute against the working directory
+   (malloc'ed), or NULL */
+char *ur_cache_absolute (const char *path);
+/* cachedir.c: add 'setcache' and 'cachestats' to the table at the top
+   and set the process's cache directory from the environment, once */
 void ur_cache_register (lua_State *L);
 
 /* clib.c: dlopen 'file' and find the open function of 'name' */
@@ -322,14 +335,15 @@ void ur_exec_droppfwake (uv_async_t *a);
 
 
 /* {======================================================
-** Runtime: the per-state side (loop.c owns the loop half, sched.c the
-** scheduler half; one 'ur_runtime' per lua_State, in the registry)
+** Runtime: the per-state side (runtime.c owns the record, its jobs and
+** timers; loop.c the loop half, sched.c the scheduler half; one
+** 'ur_runtime' per lua_State, in the registry)
 ** ======================================================= */
 
 enum { UR_WAIT_TASKS, UR_WAIT_ANY };  /* who may wait by yielding */
 
 typedef struct ur_wakeh ur_wakeh;  /* the runtime's wake-up handle */
-typedef struct ur_timer ur_timer;  /* a timeout (loop.c) */
+typedef struct ur_timer ur_timer;  /* a timeout (runtime.c) */
 
 typedef struct ur_runtime {
   lua_State *cb;        /* thread on which loop callbacks call Lua */
@@ -342,7 +356,7 @@ typedef struct ur_runtime {
   int closed;           /* state is closing: nothing new starts */
   ur_job *jobs;         /* jobs in flight (lnext/lprev) */
   int njobs;
-  /* scheduler (sched.c) */
+  /* scheduler (sched.c, tasks.c) */
   int mode;             /* UR_WAIT_* */
   lua_Integer seq;      /* last token handed out */
   lua_Integer *ring;    /* ready queue of tokens (FIFO) */
@@ -358,30 +372,40 @@ typedef struct ur_runtime {
   int blocking;         /* inside a reported blocking require */
 } ur_runtime;
 
-/* loop.c */
+/* the wake-up handle; 'h' first so that a handle is a 'ur_wakeh' */
+struct ur_wakeh {
+  uv_async_t h;
+  ur_runtime *rt;       /* NULL once the runtime let go of it */
+};
+
+/* runtime.c */
 ur_runtime *ur_runtime_get (lua_State *L);
-uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
 int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job);
 void ur_runtime_drop (ur_runtime *rt, ur_job *job);
 int ur_runtime_adopt (ur_runtime *rt, ur_job *job);
-void ur_runtime_signal (ur_runtime *rt);
-void ur_runtime_refresh (ur_runtime *rt);
 ur_job *ur_runtime_nextdone (ur_runtime *rt);
-/* is a loop that uvrequire serves running now (luv's, ours, or ours
-   calling back)? */
-int ur_runtime_running (lua_State *L, ur_runtime *rt);
 /* start a timer calling 'rt->ontimer(id)' after 'ms'; may raise */
 void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
                        lua_Integer id);
 /* stop timer 'id' if it is still running */
 void ur_runtime_untimer (ur_runtime *rt, lua_Integer id);
+/* loop.c */
+uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
+void ur_runtime_signal (ur_runtime *rt);
+void ur_runtime_refresh (ur_runtime *rt);
+/* is a loop that uvrequire serves running now (luv's, ours, or ours
+   calling back)? */
+int ur_runtime_running (lua_State *L, ur_runtime *rt);
+/* leave the loop in use: close the handle; close our own loop */
+void ur_runtime_leaveloop (ur_runtime *rt);
 
 
 /* }====================================================== */
 
 
 /* {======================================================
-** Scheduler (sched.c)
+** Scheduler (sched.c; tasks.c: who may yield, the error sink, the
+** Lua layer's functions)
 ** ======================================================= */
 
 /* create registry table 'key' (weak 'mode', if any) unless it exists */
@@ -422,12 +446,17 @@ void ur_sched_untimeout (lua_State *L, lua_Integer id);
 void ur_sched_register (lua_State *L);
 /* push uvrequire.PENDING */
 void ur_sched_pushpending (lua_State *L);
+/* tasks.c: create its registry tables (for 'ur_sched_open') */
+void ur_sched_opentasks (lua_State *L);
+/* tasks.c: 'co' died of the error at its top while resumed: hand it to
+   its task or the error sink, close its to-be-closed variables */
+void ur_sched_died (lua_State *L, lua_State *co);
 
 /* }====================================================== */
 
 
 /* {======================================================
-** Load records (load.c, cycle.c, loaded.c)
+** Load records (load.c, guard.c, cycle.c, loaded.c)
 ** ======================================================= */
 
 /* load states: searching (job in flight), chunk loaded and its body
@@ -526,6 +555,35 @@ int ur_require_calledbystock (lua_State *L, int level);
 void ur_loaded_guard (lua_State *L, int req);
 int ur_loaded_foreign (lua_State *L, int idx);
 void ur_sched_open (lua_State *L);
+
+/* }====================================================== */
+
+
+/* {======================================================
+** The require frame (require.c, drive.c)
+**
+** The slow path of 'require' keeps this stack frame across yields:
+**   1 name   2 LOADED   3 searchers   4 load record   5 guard
+** ======================================================= */
+
+#define LOADIDX   4
+#define FRAME     5  /* the guard, to-be-closed: nothing goes below */
+
+/* the record of this frame's load */
+#define frameload(L)  ((ur_load *)lua_touserdata(L, LOADIDX))
+
+/* drive.c: 'findloader' from the load's next searcher on; ends by
+   calling the loader it finds, or by raising "module not found" */
+int ur_require_findloader (lua_State *L);
+/* drive.c: stack: ...; loader; loader data.  Run the loader */
+int ur_require_callloader (lua_State *L);
+/* drive.c: return the outcome of the ended load (raises its error) */
+int ur_require_outcome (lua_State *L);
+/* drive.c: a waiter waits (yields) for the load to end */
+int ur_require_waitwaiter (lua_State *L);
+/* drive.c: the load's job is on the executor, and the running thread
+   cannot yield: finish it here, then take its results */
+int ur_require_finishhere (lua_State *L, ur_load *ld);
 
 /* }====================================================== */
 

@@ -1,0 +1,218 @@
+/*
+** cachedir.c: where the bytecode cache (cache.c) is, and its Lua
+** functions 'setcache' and 'cachestats'.
+**
+** Where: one directory per process, set on the Lua thread (set before
+** use: workers only load its pointer, atomically; every setting made is
+** kept for the life of the process, so a worker may hold an old one).
+** By default $UVREQUIRE_CACHE (a directory, or "off"), else
+** $XDG_CACHE_HOME/uvrequire, else $HOME/.cache/uvrequire.  It is made
+** on the first write, with its missing parents, each 0700.  A directory
+** or an entry that another user owns, or that its group or others may
+** write, is neither read nor written; entries are opened O_NOFOLLOW.
+*/
+
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ur.h"
+
+
+/* {======================================================
+** Settings
+** ======================================================= */
+
+typedef struct Dir {
+  struct Dir *prev;     /* every setting ever made */
+  char path[1];         /* (allocated to its length) */
+} Dir;
+
+static uv_once_t once = UV_ONCE_INIT;
+static uv_mutex_t setlock;     /* guards setters (Lua threads) */
+static int configured;         /* (setlock) the default is set */
+static Dir *dirs;              /* (setlock) settings kept */
+static const char *current;    /* atomic: directory in use, or NULL */
+
+
+/* make 'setlock' (once per process) */
+static void initlock (void) {
+  if (uv_mutex_init(&setlock) != 0) abort();  /* cannot fail on Linux */
+}
+
+
+/* the directory in use, or NULL: off (any thread) */
+const char *ur_cache_dir (void) {
+  return __atomic_load_n(&current, __ATOMIC_ACQUIRE);
+}
+
+
+/*
+** 'a' .. "/" .. 'b' as a malloc'ed string ('b' alone if 'a' is NULL),
+** or NULL (no memory).
+*/
+static char *joinpath (const char *a, const char *b) {
+  size_t la = a ? strlen(a) : 0, lb = strlen(b);
+  char *p = (char *)malloc(la + lb + 2);
+  if (p == NULL) return NULL;
+  if (a != NULL) {
+    memcpy(p, a, la);
+    p[la++] = '/';
+  }
+  memcpy(p + la, b, lb + 1);
+  return p;
+}
+
+
+/* 'path' made absolute against the working directory (malloc'ed), or
+   NULL */
+char *ur_cache_absolute (const char *path) {
+  char *cwd, *p;
+  if (path[0] == '/') return strdup(path);
+  if ((cwd = getcwd(NULL, 0)) == NULL) return NULL;
+  p = joinpath(cwd, path);
+  free(cwd);
+  return p;
+}
+
+
+/*
+** The default directory (malloc'ed), from the environment: NULL if the
+** cache is off, or if no directory can be named (or no memory).
+*/
+static char *defaultdir (void) {
+  const char *env = getenv("UVREQUIRE_CACHE");
+  if (env != NULL && *env != '\0')
+    return strcmp(env, "off") == 0 ? NULL : ur_cache_absolute(env);
+  env = getenv("XDG_CACHE_HOME");
+  if (env != NULL && env[0] == '/')  /* relative ones are invalid */
+    return joinpath(env, "uvrequire");
+  env = getenv("HOME");
+  if (env != NULL && *env != '\0')
+    return joinpath(env, ".cache/uvrequire");
+  return NULL;
+}
+
+
+/* is the cache turned off in the environment? */
+static int envoff (void) {
+  const char *env = getenv("UVREQUIRE_CACHE");
+  return env != NULL && strcmp(env, "off") == 0;
+}
+
+
+/*
+** Make 'path' (malloc'ed, or NULL: off) the directory in use, keeping
+** it for good (setlock held).  Returns 0 if out of memory (the setting
+** is then unchanged).
+*/
+static int setdir (char *path) {
+  const char *cur = ur_cache_dir();
+  Dir *d;
+  if (path == NULL || (cur != NULL && strcmp(cur, path) == 0)) {
+    if (path == NULL) __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
+    free(path);
+    return 1;
+  }
+  d = (Dir *)malloc(sizeof(Dir) + strlen(path));
+  if (d == NULL) {
+    free(path);
+    return 0;
+  }
+  strcpy(d->path, path);
+  free(path);
+  d->prev = dirs;
+  dirs = d;
+  __atomic_store_n(&current, d->path, __ATOMIC_RELEASE);
+  return 1;
+}
+
+
+/*
+** core.setcache(false | true | dir): turn the cache off, back to its
+** default (the environment's choice), or to directory 'dir' (relative
+** to the working directory now) unless UVREQUIRE_CACHE=off.  Returns
+** the directory now in use, or false.
+*/
+static int l_setcache (lua_State *L) {
+  char *path;
+  int ok;
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    const char *dir = lua_tostring(L, 1);
+    luaL_argcheck(L, *dir != '\0', 1, "empty directory name");
+    path = envoff() ? NULL : ur_cache_absolute(dir);
+    if (path == NULL && !envoff())
+      return luaL_error(L, "cannot make '%s' an absolute path", dir);
+  }
+  else {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    path = lua_toboolean(L, 1) ? defaultdir() : NULL;
+  }
+  uv_mutex_lock(&setlock);
+  ok = setdir(path);
+  uv_mutex_unlock(&setlock);
+  if (!ok) return luaL_error(L, "not enough memory");
+  if (ur_cache_dir() != NULL) lua_pushstring(L, ur_cache_dir());
+  else lua_pushboolean(L, 0);
+  return 1;
+}
+
+
+/* core.cachestats(): { hits, misses, writes, dir = dir or false } */
+static int l_cachestats (lua_State *L) {
+  unsigned long hits, misses, writes;
+  ur_exec_flush();  /* entries on their way count as written */
+  ur_cache_counts(&hits, &misses, &writes);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)hits);
+  lua_setfield(L, -2, "hits");
+  lua_pushinteger(L, (lua_Integer)misses);
+  lua_setfield(L, -2, "misses");
+  lua_pushinteger(L, (lua_Integer)writes);
+  lua_setfield(L, -2, "writes");
+  if (ur_cache_dir() != NULL) lua_pushstring(L, ur_cache_dir());
+  else lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "dir");
+  return 1;
+}
+
+
+/* __gc of the state's flush sentinel: entries are written before the
+   state is gone (a program that ends by closing its state leaves its
+   cache whole, and no temporary file behind) */
+static int flush_gc (lua_State *L) {
+  (void)L;
+  ur_exec_flush();
+  return 0;
+}
+
+
+static const char FLUSHKEY = 'f';  /* registry: the flush sentinel */
+
+
+/*
+** Add 'setcache' and 'cachestats' to the table at the top; the first
+** time, set the directory from the environment and 'refhdr' (cache.c)
+** from a dump by 'L'.
+*/
+void ur_cache_register (lua_State *L) {
+  uv_once(&once, initlock);
+  uv_mutex_lock(&setlock);
+  ur_cache_setrefhdr(L);
+  if (!configured)  /* out of memory: off, and tried again next time */
+    configured = setdir(defaultdir());
+  uv_mutex_unlock(&setlock);
+  lua_pushcfunction(L, l_setcache);
+  lua_setfield(L, -2, "setcache");
+  lua_pushcfunction(L, l_cachestats);
+  lua_setfield(L, -2, "cachestats");
+  lua_newuserdatauv(L, 0, 0);  /* the flush sentinel */
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, flush_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FLUSHKEY);  /* pops it */
+}
+
+/* }====================================================== */
