@@ -256,14 +256,16 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
 /*
 ** Protected part of 'ur_prefetch_after' and 'ur_prefetch_sweep' (1:
 ** the searchers; 2: the job, light userdata, or NULL: every finished
-** prefetch not expanded yet): start prefetches for the names found.
-** The caller is a synchronous load if the 'sparecore' upvalue is true:
-** its prefetches leave a core to the Lua thread, which is busy.
+** prefetch not expanded yet; 3: true if the caller is a synchronous
+** load, whose prefetches leave a core to the Lua thread, which is
+** busy): start prefetches for the names found.
 */
 static int startall (lua_State *L) {
   ur_job *job = (ur_job *)lua_touserdata(L, 2);
-  int spare = lua_toboolean(L, lua_upvalueindex(1));
-  pfstate *pf = getpf(L);  /* 3: PREFETCH */
+  int spare = lua_toboolean(L, 3);
+  pfstate *pf;
+  lua_settop(L, 2);
+  pf = getpf(L);  /* 3: PREFETCH */
   int base, i, n = 0;
   pfentry *todo[MAXNAMES];  /* entries to expand (marked busy) */
   if (!pf->on || !allowed(L, 1)) return 0;  /* 4: its 'package' */
@@ -306,11 +308,12 @@ static int startall (lua_State *L) {
    does less.  'spare': see 'startall' */
 static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
   ss = lua_absindex(L, ss);
-  lua_pushboolean(L, spare);
-  lua_pushcclosure(L, startall, 1);
+  lua_pushcfunction(L, startall);  /* (allocates nothing: never raises,
+                                       even out of memory) */
   lua_pushvalue(L, ss);
   lua_pushlightuserdata(L, job);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+  lua_pushboolean(L, spare);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK)
     lua_pop(L, 1);
 }
 
