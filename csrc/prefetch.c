@@ -2,7 +2,11 @@
 ** prefetch.c: search for and compile, ahead, the Lua modules that a
 ** module's source passes to 'require' as a literal (compile.c finds
 ** them), while its body runs; the later 'require' adopts the job.
-** Only a task's load starts prefetches; any load adopts them.
+** Every load starts prefetches, and any load adopts them.  What a
+** finished prefetch found is prefetched in turn ('ur_prefetch_sweep',
+** as a 'require' starts and on the loop's turn), so the executor goes
+** ahead through the whole graph; its queue runs them depth first
+** (executor.c).
 **
 ** Only the standard Lua searcher's work is done ahead (search
 ** 'package.path', read, compile): no C searcher, so no dlopen; no
@@ -18,9 +22,9 @@
 ** PREFETCH (the uservalue of the state's prefetch record, in the
 ** registry): name -> entry, a userdata owning the job (its __gc
 ** releases it), with the path searched as its uservalue.  Bounds,
-** checked whenever a prefetch starts: at most MAXNAMES entries, and
-** the bytecode of the finished ones under 'budget' bytes; the oldest
-** go first.
+** checked whenever a prefetch starts: at most MAXNAMES entries (no more
+** start beyond), and the bytecode of the finished ones under 'budget'
+** bytes (the oldest go first).
 */
 
 #include <stdlib.h>
