@@ -73,8 +73,6 @@ static int restart;           /* a fork child: start workers anew */
 static void flushatexit (void);
 
 static int nwrites;           /* cache write jobs queued or running */
-static int nflushing;         /* threads in 'ur_exec_flush': writes go
-                                 first */
 static int nsparing;          /* 'sparecore' prefetches running */
 static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
@@ -121,8 +119,6 @@ static void unrun (ur_job *job) {
 */
 static ur_job *first (void) {
   ur_job *pf = queue[Q_PREFETCH].head;
-  if (nflushing > 0 && queue[Q_WRITE].head != NULL)
-    return queue[Q_WRITE].head;  /* somebody waits for the writes */
   if (queue[Q_WAITED].head != NULL)
     return queue[Q_WAITED].head;
   if (pf != NULL && (!pf->sparecore || nthreads == 1 ||
@@ -445,6 +441,7 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
   int done;
   uv_mutex_lock(&lock);
   job->async = async;
+  job->isprefetch = 0;  /* (a prefetch adopted: an import now) */
   done = (job->state == UR_DONE);
   uv_mutex_unlock(&lock);
   return done;
@@ -533,21 +530,28 @@ void ur_exec_droppfwake (uv_async_t *a) {
 
 /*
 ** Wait until no cache write job is queued or running: the state is
-** closing, or the process exiting.  Writes go first meanwhile.  A
-** bounded wait: a worker may be stuck on a read that never ends.
+** closing, or the process exiting.  The calling thread writes the
+** queued ones itself (every worker may be stuck on a read that never
+** ends), and waits for those running, a bounded time.
 */
 void ur_exec_flush (void) {
   uint64_t start = uv_hrtime();
+  ur_job *job;
   if (!ready) return;
   uv_mutex_lock(&lock);
-  nflushing++;
-  if (nwrites > 0) uv_cond_broadcast(&work_cond);  /* (writes first) */
-  while (nwrites > 0 && nthreads > 0) {
+  while ((job = queue[Q_WRITE].head) != NULL) {  /* queued: write here */
+    unqueue(job);
+    if (--nwrites == 0) uv_cond_broadcast(&done_cond);
+    uv_mutex_unlock(&lock);
+    ur_job_run(job, NULL);  /* (a write job needs no state) */
+    ur_job_free(job);
+    uv_mutex_lock(&lock);
+  }
+  while (nwrites > 0 && nthreads > 0) {  /* running: a worker's */
     uint64_t spent = uv_hrtime() - start;
-    if (spent >= FLUSH_NS) break;  /* a worker is stuck (a FIFO) */
+    if (spent >= FLUSH_NS) break;  /* it is stuck (a full disk...) */
     (void)uv_cond_timedwait(&done_cond, &lock, FLUSH_NS - spent);
   }
-  nflushing--;
   uv_mutex_unlock(&lock);
 }
 

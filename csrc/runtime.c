@@ -197,7 +197,6 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
 */
 int ur_runtime_adopt (ur_runtime *rt, ur_job *job) {
   int done;
-  job->isprefetch = 0;
   job->lprev = NULL;
   job->lnext = rt->jobs;
   if (rt->jobs) rt->jobs->lprev = job;

@@ -324,8 +324,8 @@ ur_job *ur_exec_takeprefetch (const void *owner);
 void ur_exec_promote (ur_job *job);
 /* wait for 'job', running queued prefetch jobs of its owner meanwhile */
 void ur_exec_help (ur_job *job);
-/* wait until every cache write job queued so far is done (they go
-   first meanwhile; at most 2 s: a worker may be stuck on a FIFO) */
+/* wait until every cache write job queued so far is done: writes the
+   queued ones itself, waits at most 2 s for those running */
 void ur_exec_flush (void);
 /* signal 'a' when a prefetch that found names is done; stop that */
 void ur_exec_setpfwake (uv_async_t *a);

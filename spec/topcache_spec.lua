@@ -681,6 +681,28 @@ print(select(2, pcall(require, "syn")))
     assert.equals(20, #entries(cache))
   end)
 
+  -- the state's close writes the entries still queued itself: every
+  -- worker may be stuck (here the only one, on a FIFO that no writer
+  -- opens), and the close must neither hang nor lose the entry
+  it("is written at close even when every worker is stuck", function()
+    assert(os.execute("mkfifo '" .. dir .. "/never.lua'"))
+    H.write(dir .. "/m.lua", module("m"))
+    H.write(dir .. "/prog.lua", [[
+local U = require "uvrequire"
+U.install()
+U.spawn(U.require, "never")  -- the one worker opens the FIFO: stuck
+U.run("nowait")
+print(require "m")
+print(require("uvrequire.core").cachestats().writes)
+]])
+    local p = assert(io.popen(command(dir, env .. " UVREQUIRE_THREADS=1")))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    assert.same({ true, "exit", 0 }, { ok, how, code })
+    assert.matches("^table: 0x%x+\t%./m%.lua\n1\n$", out)
+    assert.equals(1, #entries(cache))
+  end)
+
   -- entries still queued are written at the process's exit too (an
   -- atexit flush): os.exit without closing the state keeps them all
   it("is written whole when the program ends by os.exit", function()
