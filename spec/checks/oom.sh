@@ -3,12 +3,21 @@
 #
 # Builds build/oomhost (spec/fixtures/oomhost.c: Lua with an allocator
 # that fails allocation number N once armed, on a loop of its own handed
-# to uvrequire) and runs spec/fixtures/oom_script.lua in four modes: a
+# to uvrequire) and runs spec/fixtures/oom_script.lua in these modes: a
 # top-level require, a task (task:wait drives the loop), a task while
-# the host drives its loop, a task whose module requires another.  For
-# N = 1, 2, ... each run must succeed or raise "not enough memory",
-# leave nothing stuck "loading", and let a fresh require work; the last
-# N is the first that the run no longer reaches.
+# the host drives its loop, a task whose module requires another; with
+# the bytecode cache on, a top-level require and a task's, cold (a
+# miss: the entry is written) and warm (a hit: the entry is read); a
+# module whose body requires two others by literal name (their
+# prefetch starts, is swept and adopted), at top level, in a task, and
+# at top level with the cache warm.  For N = 1, 2, ... each run must
+# succeed or raise "not enough memory", leave nothing stuck "loading",
+# and let a fresh require work; the last N is the first that the run
+# no longer reaches.
+#
+# The cache modes (cold*, warm*, pfwarm) run with UVREQUIRE_CACHE set to
+# a fresh directory of this check's own, one per mode; the others with
+# UVREQUIRE_CACHE=off.
 #
 # A failure (the script's check), a crash (signal) or a hang (timeout
 # 120 s) at N is recorded and the mode goes on from N + 1 in a fresh
@@ -29,14 +38,20 @@ if ! cc -std=gnu99 -Wall -Wextra -Werror -O1 -g \
   echo "oom check: build of build/oomhost failed"; exit 1
 fi
 MAXFAIL=${OOM_MAXFAIL:-300}
-MODES=${OOM_MODES:-top task hostrun nested}
+MODES=${OOM_MODES:-top task hostrun nested cold coldtask warm warmtask \
+                   pftop pftask pfwarm}
 log=$(mktemp)
+caches=$(mktemp -d)
 total_bad=0
 for mode in $MODES; do
   first=1 runs=0 fails="" crashes="" hangs="" nbad=0 finished=0
+  case $mode in
+    cold*|warm*|pfwarm*) cache=$caches/${mode%%+*}; mkdir -p "$cache" ;;
+    *) cache=off ;;
+  esac
   while [ "$nbad" -lt "$MAXFAIL" ]; do
-    timeout 120 build/oomhost spec/fixtures/oom_script.lua "$ROOT" "$mode" \
-      "$first" >"$log" 2>&1
+    UVREQUIRE_CACHE=$cache timeout 120 build/oomhost \
+      spec/fixtures/oom_script.lua "$ROOT" "$mode" "$first" >"$log" 2>&1
     rc=$?
     last=$(grep -aoE '^N=[0-9]+' "$log" | tail -1 | cut -d= -f2)
     n=$(grep -acE '^N=[0-9]+' "$log")
@@ -74,6 +89,7 @@ for mode in $MODES; do
   total_bad=$((total_bad + nbad))
 done
 rm -f "$log"
+rm -rf "$caches"
 if [ "$total_bad" != 0 ]; then
   echo "oom check: $total_bad bad N in all"
   exit 1
