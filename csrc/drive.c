@@ -129,11 +129,17 @@ int ur_require_finishhere (lua_State *L, ur_load *ld) {
 /*
 ** The load's job is a prefetch's, adopted (prefetch.c): wait for it as
 ** for a job submitted now.  A task yields (at once ready if the job is
-** done); anyone else finishes it here.
+** done), unless the job is done and the loop's turn that runs the task
+** still has time: then it goes on at once; anyone else finishes it
+** here.
 */
 static int waitprefetched (lua_State *L, ur_load *ld) {
   if (ur_sched_cansuspend(L)) {
-    lua_Integer tok = ur_sched_token(L);
+    lua_Integer tok;
+    if (ur_exec_isdone(ld->job) && ur_sched_intime(ld->rt))
+      return ur_require_finishhere(L, ld);  /* done, and the turn has
+                                               time: no need to yield */
+    tok = ur_sched_token(L);
     ur_sched_wait(L, tok, LOADIDX);  /* sets up the loop */
     if (ld->rt->wake != NULL) {
       ur_exec_promote(ld->job);  /* waited for now: before prefetches */

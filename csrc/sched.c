@@ -255,6 +255,16 @@ void ur_sched_resume (lua_State *L, lua_State *co) {
 
 
 /*
+** Is the running thread resumed by a turn of 'rt' that still has time
+** (within TURN_BUDGET)?  Then a wait that is over already may go on at
+** once instead of yielding for the next turn.
+*/
+int ur_sched_intime (ur_runtime *rt) {
+  return rt->inturn > 0 && uv_hrtime() - rt->turnstart < TURN_BUDGET;
+}
+
+
+/*
 ** The loop's turn (on the callback thread, protected): deliver the
 ** completions of finished jobs, then resume the coroutines that were
 ** ready when the turn began, oldest first, within TURN_BUDGET; the rest
@@ -264,6 +274,7 @@ static int turn (lua_State *L) {
   ur_runtime *rt = ur_runtime_get(L);
   uint64_t start = uv_hrtime();
   size_t n;
+  rt->turnstart = start;
   ur_job *job;
   ur_prefetch_poll(L);  /* what finished prefetches found, ahead */
   while ((job = ur_runtime_nextdone(rt)) != NULL) {

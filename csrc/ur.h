@@ -353,6 +353,7 @@ typedef struct ur_runtime {
   ur_wakeh *wake;       /* the one async handle on 'loop', or NULL */
   int running;          /* inside 'uvrequire.run' */
   int inturn;           /* inside the wake-up callback */
+  uint64_t turnstart;   /* when the scheduler's current turn began */
   int closed;           /* state is closing: nothing new starts */
   ur_job *jobs;         /* jobs in flight (lnext/lprev) */
   int njobs;
@@ -414,6 +415,8 @@ void ur_regtable (lua_State *L, const char *key, const char *mode);
 int ur_sched_istask (lua_State *L);
 /* may the running thread wait by yielding? */
 int ur_sched_cansuspend (lua_State *L);
+/* is the running thread in a turn of 'rt' that still has time? */
+int ur_sched_intime (ur_runtime *rt);
 /* a new token (no allocation) */
 lua_Integer ur_sched_token (lua_State *L);
 /* the running thread waits under 'tok' on the load at 'idx' (or on a
