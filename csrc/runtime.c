@@ -162,6 +162,18 @@ ur_runtime *ur_runtime_get (lua_State *L) {
 }
 
 
+/* 'job' is in flight for 'rt': on its list, and the loop kept alive */
+static void inflight (ur_runtime *rt, ur_job *job) {
+  job->lprev = NULL;
+  job->lnext = rt->jobs;
+  if (rt->jobs) rt->jobs->lprev = job;
+  rt->jobs = job;
+  rt->njobs++;
+  ur_exec_setpfwake(&rt->wake->h);
+  ur_runtime_refresh(rt);
+}
+
+
 /*
 ** Submit 'job' to the executor; when it is done, the wake-up handle
 ** fires.  Returns 0 or a libuv error code (then the job is not
@@ -177,13 +189,7 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
     job->async = NULL;
     return err;
   }
-  job->lprev = NULL;
-  job->lnext = rt->jobs;
-  if (rt->jobs) rt->jobs->lprev = job;
-  rt->jobs = job;
-  rt->njobs++;
-  ur_exec_setpfwake(&rt->wake->h);
-  ur_runtime_refresh(rt);
+  inflight(rt, job);
   return 0;
 }
 
@@ -196,16 +202,9 @@ int ur_runtime_submit (lua_State *L, ur_runtime *rt, ur_job *job) {
 ** be set up.
 */
 int ur_runtime_adopt (ur_runtime *rt, ur_job *job) {
-  int done;
-  job->lprev = NULL;
-  job->lnext = rt->jobs;
-  if (rt->jobs) rt->jobs->lprev = job;
-  rt->jobs = job;
-  rt->njobs++;
-  done = ur_exec_attach(job, &rt->wake->h);
+  int done = ur_exec_attach(job, &rt->wake->h);
   job->delivered = done;
-  ur_exec_setpfwake(&rt->wake->h);
-  ur_runtime_refresh(rt);
+  inflight(rt, job);
   return done;
 }
 

@@ -279,21 +279,7 @@ describe("bytecode cache", function()
 
   it("gives the messages and line numbers of the source", function()
     -- a BOM-less '#' line shifts nothing; the error is on line 7
-    H.write(dir .. "/bad.lua", "#!/usr/bin/env lua\n" ..
-      "local M = {}\n\n" ..
-      "local function inner(x)\n" ..
-      "  local t = nil\n" ..
-      "  if x then\n" ..
-      "    return t.field\n" ..
-      "  end\n" ..
-      "end\n" ..
-      "function M.value() return inner(true) end\n" ..
-      "function M.info()\n" ..
-      "  local i = debug.getinfo(inner, 'S')\n" ..
-      "  return i.source .. ' ' .. i.linedefined .. '-' ..\n" ..
-      "    i.lastlinedefined\n" ..
-      "end\n" ..
-      "return M\n")
+    H.write(dir .. "/bad.lua", H.readfile("spec/fixtures/positions.lua"))
     local prog = [[
 local uv = require "uvrequire"
 if not os.getenv("STOCK") then uv.install() end

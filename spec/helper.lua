@@ -51,6 +51,14 @@ function H.write(path, content)
   f:close()
 end
 
+--- The content of the file at `path`.
+function H.readfile(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 --- Write a table { ["rel/path.lua"] = "source", ... } below `dir`.
 function H.files(dir, t)
   for rel, src in pairs(t) do H.write(dir .. "/" .. rel, src) end

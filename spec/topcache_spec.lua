@@ -526,21 +526,7 @@ end
     it("a cached module's function raises as stock's, line and traceback",
        function()
       -- a '#' first line shifts nothing; the error is on line 7
-      H.write(dir .. "/bad.lua", "#!/usr/bin/env lua\n" ..
-        "local M = {}\n\n" ..
-        "local function inner(x)\n" ..
-        "  local t = nil\n" ..
-        "  if x then\n" ..
-        "    return t.field\n" ..
-        "  end\n" ..
-        "end\n" ..
-        "function M.value() return inner(true) end\n" ..
-        "function M.info()\n" ..
-        "  local i = debug.getinfo(inner, 'S')\n" ..
-        "  return i.source .. ' ' .. i.linedefined .. '-' ..\n" ..
-        "    i.lastlinedefined\n" ..
-        "end\n" ..
-        "return M\n")
+      H.write(dir .. "/bad.lua", H.readfile("spec/fixtures/positions.lua"))
       local prog = [[
 if os.getenv("UVR") then require("uvrequire").install() end
 local m = require "bad"
