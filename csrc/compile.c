@@ -446,26 +446,14 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
 ** 'L' itself, so a module compiled here costs what stock's load costs,
 ** plus the scan for prefetch; after a cache miss that may write, the
 ** chunk is dumped and the entry written later, by an executor thread.
-** Bytecode from a worker or the cache is loaded as it is; a big chunk
-** (UR_SPLIT_BYTES, whose body runs at the loop's next turn) with the
-** collector stopped: the collector's work for the objects the load
-** makes is then paced by the allocations that follow, in later turns,
-** not paid in the load's (measured: the longest stall of a 2 MB
-** module's import went from about 17 to 13 ms).
 */
 int ur_job_load (lua_State *L, ur_job *job) {
   Compile c;
   ur_srcsum sum;
   ur_scan sc;
   int status, rerr;
-  if (job->code != NULL) {  /* a worker's, or the cache's */
-    int st, stop = job->codelen >= UR_SPLIT_BYTES &&
-                   lua_gc(L, LUA_GCISRUNNING);
-    if (stop) lua_gc(L, LUA_GCSTOP);  /* (see above) */
-    st = luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
-    if (stop) lua_gc(L, LUA_GCRESTART);
-    return st;
-  }
+  if (job->code != NULL)  /* a worker's, or the cache's */
+    return luaL_loadbufferx(L, job->code, job->codelen, job->file, "b");
   lua_pushfstring(L, "@%s", job->file);  /* chunk name (the job still
                                              owns the file if it raises) */
   ur_scan_init(&sc, job->scan ? job : NULL);

@@ -16,6 +16,7 @@
 #include "ur.h"
 
 
+#define SPLIT_BYTES  (64 * 1024)  /* bytecode size from which to split */
 
 
 static int k_wait (lua_State *L, int status, lua_KContext ctx);
@@ -357,7 +358,7 @@ static int afterjob (lua_State *L) {
       /* a big chunk's body runs a turn after it is loaded, so that the
          two never stall the loop in the same turn; a small one's at
          once (a turn more would cost more than it spreads) */
-      split = !job->inplace && job->codelen >= UR_SPLIT_BYTES;
+      split = !job->inplace && job->codelen >= SPLIT_BYTES;
       ld->st.searcher = job->steps[job->found].kind == UR_STEP_LUA ? "lua"
                       : job->steps[job->found].kind == UR_STEP_C ? "c"
                       : "croot";

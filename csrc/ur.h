@@ -85,11 +85,6 @@ enum { UR_NEW, UR_QUEUED, UR_RUNNING, UR_DONE };
 typedef struct ur_job ur_job;
 
 #define UR_PKEYLEN  24  /* deepest order key of a prefetch */
-
-/* bytecode size from which a task's module is loaded in one turn of the
-   loop and its body run in the next (drive.c), its load made with the
-   collector stopped (compile.c) */
-#define UR_SPLIT_BYTES  (64 * 1024)
 typedef struct ur_cachewrite ur_cachewrite;  /* cache.c */
 
 struct ur_job {
