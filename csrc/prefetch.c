@@ -225,7 +225,7 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
     e->job = NULL;
     e->seq = ++pf->seq;
-    e->expanded = 0;
+    e->expanded = e->busy = 0;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, entry_gc);
     lua_setfield(L, -2, "__gc");
