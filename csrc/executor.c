@@ -8,11 +8,15 @@
 ** (RTLD_NODELETE) so that closing a Lua state, which unloads its C
 ** libraries, can never pull code from under a running worker.
 **
-** Locking rule: 'lock' guards the queue and the 'state', 'orphan' and
-** 'async' fields of every job.  A worker owns a job's input and output
-** fields while the job is UR_RUNNING; the Lua thread owns them
-** otherwise.  Whoever sees a job last frees it: the owner through
-** 'ur_exec_release', or the worker when the owner let go (orphan).
+** Locking rule: 'lock' guards the queues and the 'state', 'orphan',
+** 'q', 'isprefetch' and 'async' fields of every job.  A worker owns a
+** job's input and output fields while the job is UR_RUNNING; the Lua
+** thread owns them otherwise.  Whoever sees a job last frees it: the
+** owner through 'ur_exec_release', or the worker when the owner let go
+** (orphan).  A cache write job is an orphan from the start: nobody
+** owns it, its worker frees it, and 'nwrites' counts those queued or
+** running, so that 'ur_exec_flush' (the state closing, the process
+** exiting) can see them written.
 **
 ** Fork: the child of a 'fork' has none of the workers, and a copy of
 ** the lock as the fork found it.  A 'pthread_atfork' handler holds the
