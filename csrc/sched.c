@@ -226,7 +226,8 @@ void ur_sched_ready (lua_State *L, lua_Integer tok) {
   if (!live || rt->rcap == rt->rlen) return;  /* rcap: see 'reserve' */
   rt->ring[(rt->rhead + rt->rlen) % rt->rcap] = tok;
   rt->rlen++;
-  ur_runtime_signal(rt);
+  if (!rt->delivering)  /* (the turn delivering runs it, or signals) */
+    ur_runtime_signal(rt);
 }
 
 /* }====================================================== */
@@ -277,10 +278,12 @@ static int turn (lua_State *L) {
   rt->turnstart = start;
   ur_job *job;
   ur_prefetch_poll(L);  /* what finished prefetches found, ahead */
+  rt->delivering = 1;  /* (the tokens readied now are run below) */
   while ((job = ur_runtime_nextdone(rt)) != NULL) {
     job->delivered = 1;
     if (job->token != 0) ur_sched_ready(L, job->token);  /* no raise */
   }
+  rt->delivering = 0;
   for (n = rt->rlen; n > 0 && rt->rlen > 0; n--) {
     lua_Integer tok = rt->ring[rt->rhead];
     lua_State *co;

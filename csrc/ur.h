@@ -354,6 +354,8 @@ typedef struct ur_runtime {
   int running;          /* inside 'uvrequire.run' */
   int inturn;           /* inside the wake-up callback */
   uint64_t turnstart;   /* when the scheduler's current turn began */
+  int delivering;       /* the turn delivers completions: a token
+                           readied now needs no signal */
   int closed;           /* state is closing: nothing new starts */
   ur_job *jobs;         /* jobs in flight (lnext/lprev) */
   int njobs;
