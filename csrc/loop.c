@@ -17,6 +17,7 @@
 ** its jobs in flight, its timers, its end.
 */
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -120,6 +121,30 @@ void ur_runtime_leaveloop (ur_runtime *rt) {
 
 
 /*
+** Which side of which fork this is: a number that changes in a fork's
+** child (a 'pthread_atfork' handler), so that a runtime tells it set
+** its loop up in another process without a 'getpid' system call per
+** import.  Should the handler fail to register, the pid serves.
+*/
+static uv_once_t forkonce = UV_ONCE_INIT;
+static long forks;     /* forks this process is the child of, in turn */
+static int forkwatch;  /* the handler is registered */
+
+static void onfork (void) {
+  forks++;
+}
+
+static void watchforks (void) {
+  forkwatch = (pthread_atfork(NULL, NULL, onfork) == 0);
+}
+
+static long generation (void) {
+  uv_once(&forkonce, watchforks);
+  return forkwatch ? forks : (long)getpid();
+}
+
+
+/*
 ** In a forked child, on our own loop or luv's (a host forks its own):
 ** renew the loop's kernel state (epoll, the eventfd behind async
 ** handles) and give the jobs in flight a new wake-up handle.  Without
@@ -133,7 +158,7 @@ static void renewafterfork (lua_State *L, ur_runtime *rt) {
   ur_wakeh *w;
   ur_job *j;
   int err, done = 0;
-  rt->pid = (long)getpid();
+  rt->pid = generation();
   for (j = rt->jobs; j != NULL; j = j->lnext)
     ur_exec_detach(j);
   uv_loop_fork(rt->loop);
@@ -197,7 +222,7 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   int err;
   if (rt->closed)
     luaL_error(L, "uvrequire: the state is closing");
-  if (rt->loop != NULL && rt->pid != (long)getpid() &&
+  if (rt->loop != NULL && rt->pid != generation() &&
       strcmp(rt->kind, "host") != 0)
     renewafterfork(L, rt);
   if (rt->loop != NULL && (rt->njobs > 0 || rt->rlen > 0 || rt->inturn ||
@@ -227,7 +252,7 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
   rt->wake = w;
   rt->loop = loop;
   rt->kind = kind;
-  rt->pid = (long)getpid();  /* (a fork child renews it: see above) */
+  rt->pid = generation();  /* (a fork child renews it: see above) */
   return loop;
 }
 

@@ -368,7 +368,8 @@ typedef struct ur_runtime {
   lua_CFunction turn;   /* the scheduler's turn, called on the loop */
   lua_CFunction ontimer;  /* called on the loop as ontimer(id) */
   ur_timer *timers;     /* timers running (next/prev) */
-  long pid;             /* process that set the loop up (fork: renew) */
+  long pid;             /* the fork generation that set the loop up
+                           (another: renew it; loop.c) */
   /* observability (stats.c) */
   int detect;           /* blocking requires: 0 off, 1 warn, 2 strict */
   int importtime;       /* print the importtime table */
