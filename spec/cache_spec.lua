@@ -5,21 +5,7 @@
 local H = require "helper"
 local U = H.uv
 
-local ROOT = (function()
-  local p = assert(io.popen("pwd"))
-  local d = p:read("l")
-  p:close()
-  return d
-end)()
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function isroot() return sh("id -u"):match("^0%s*$") ~= nil end
+local ROOT, sh, isroot = H.ROOT, H.sh, H.isroot
 
 -- The tail every program ends with.
 local STATS = [[

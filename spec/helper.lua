@@ -51,6 +51,25 @@ function H.write(path, content)
   f:close()
 end
 
+--- The repository's root: the directory the specs run from.
+H.ROOT = (function()
+  local p = assert(io.popen("pwd"))
+  local d = p:read("l")
+  p:close()
+  return d
+end)()
+
+--- Run the shell command `cmd`; its output, stderr included.
+function H.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+--- Does this process run as root?
+function H.isroot() return H.sh("id -u"):match("^0%s*$") ~= nil end
+
 --- The content of the file at `path`.
 function H.readfile(path)
   local f = assert(io.open(path, "rb"))

@@ -20,28 +20,9 @@ local H = require "helper"
 
 local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
 
-local ROOT = (function()
-  local p = assert(io.popen("pwd"))
-  local d = p:read("l")
-  p:close()
-  return d
-end)()
+local ROOT, sh, isroot = H.ROOT, H.sh, H.isroot
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function isroot() return sh("id -u"):match("^0%s*$") ~= nil end
-
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = H.readfile
 
 -- The tail of every program: the loop is clean, then (unless told not
 -- to) the counters.
