@@ -3,6 +3,7 @@
 -- a cache directory of its own (never the user's), and ends by printing
 -- the process's cache counters: "STATS <hits> <misses> <writes>".
 local H = require "helper"
+local C = require "cache_helper"
 local U = H.uv
 
 local ROOT, sh, isroot = H.ROOT, H.sh, H.isroot
@@ -48,26 +49,11 @@ assert(t:result())
 ]]):format(opts or "", ("%q, "):rep(#names):format(table.unpack(names)))
 end
 
-local function module(value)
-  return ("local M = {}\nfunction M.value()\n  return %q\nend\nreturn M\n")
-         :format(value)
-end
+local module = C.module
 
-local function entries(cache)
-  local t = {}
-  local p = assert(io.popen("ls -A '" .. cache .. "' 2>/dev/null"))
-  for f in p:read("a"):gmatch("[^\n]+") do
-    t[#t + 1] = f
-  end
-  p:close()
-  return t
-end
+local entries = C.entries
 
-local function stat(fmt, path)
-  return (sh("stat -c " .. fmt .. " '" .. path .. "'"):gsub("%s", ""))
-end
-local function mode(path) return stat("%a", path) end
-local function owner(path) return stat("%U", path) end
+local stat, mode, owner = C.stat, C.mode, C.owner
 
 describe("bytecode cache", function()
   local dir, cache, env

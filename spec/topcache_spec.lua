@@ -17,6 +17,7 @@
 -- from stock, README "Known limits"); it is pending unless
 -- UVREQUIRE_KNOWN_ISSUES=1 (then it runs, and fails).
 local H = require "helper"
+local C = require "cache_helper"
 
 local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
 
@@ -126,27 +127,11 @@ local function expected(names, values, cached)
   return table.concat(t) .. "CACHED " .. table.concat(rec, " ") .. "\n"
 end
 
-local function module(value)
-  return ("local M = {}\nfunction M.value()\n  return %q\nend\nreturn M\n")
-         :format(value)
-end
+local module = C.module
 
-local function entries(cache)
-  local t = {}
-  local p = assert(io.popen("ls -A '" .. cache .. "' 2>/dev/null"))
-  for f in p:read("a"):gmatch("[^\n]+") do
-    t[#t + 1] = f
-  end
-  p:close()
-  table.sort(t)
-  return t
-end
+local entries = C.entries
 
-local function stat(fmt, path)
-  return (sh("stat -c " .. fmt .. " '" .. path .. "'"):gsub("%s", ""))
-end
-local function mode(path) return stat("%a", path) end
-local function owner(path) return stat("%U", path) end
+local stat, mode, owner = C.stat, C.mode, C.owner
 
 -- {{{ The content hash of cache format 2 (csrc/cache.c, 'ur_hash'):
 -- 8 bytes a step (a multiply and a rotate), the length, MurmurHash3's
