@@ -465,8 +465,6 @@ int ur_job_load (lua_State *L, ur_job *job) {
   rerr = ferror(c.f);
   sum.whole = !sum.binary && feof(c.f);
   fclose(c.f);
-  job->read_ns = readns;
-  job->srcbytes = (size_t)sum.n;
   if (rerr) {  /* ignore results from 'lua_load' */
     char buf[128];
     lua_pop(L, 1);
@@ -478,11 +476,12 @@ int ur_job_load (lua_State *L, ur_job *job) {
     ur_cachekey *k = job->ck;
     ur_buf code = {NULL, 0, 0, 0};
     job->ck = NULL;
-    if (status == LUA_OK) reserve(&code, (size_t)sum.n);
-    if (status == LUA_OK && lua_dump(L, writer, &code, 0) == 0 &&
-        !code.oom) {
-      ur_cache_putlater(k, code.p, code.n, &sum, 0);  /* takes 'code' */
-      code.p = NULL;
+    if (status == LUA_OK) {
+      reserve(&code, (size_t)sum.n);
+      if (lua_dump(L, writer, &code, 0) == 0 && !code.oom) {
+        ur_cache_putlater(k, code.p, code.n, &sum, 0);  /* takes it */
+        code.p = NULL;
+      }
     }
     ur_buf_free(&code);
     ur_cache_done(k);

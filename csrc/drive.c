@@ -39,7 +39,7 @@ static int step (lua_State *L);
 */
 static void runhere (lua_State *L, ur_load *ld) {
   ur_job *job = ld->job;
-  job->inplace = job->fileonly = 1;
+  job->inplace = 1;
   job->scan = ur_prefetch_on(L);
   job->t_start = uv_hrtime();
   ur_job_run(job, NULL);

@@ -39,10 +39,10 @@
 
 
 #define DEFAULT_MINTHREADS 1
-
-/* longest wait for the cache writes queued, at close or exit */
-#define FLUSH_NS  UINT64_C(2000000000)
 #define DEFAULT_MAXTHREADS 8
+
+/* longest wait for the cache writes running, at close or exit */
+#define FLUSH_NS  UINT64_C(2000000000)
 
 /* a worker state still this large (KB) after a full collection is
    closed, to be made anew; one that grew larger while compiling gives
@@ -74,12 +74,12 @@ static ur_job *running;       /* UR_RUNNING jobs, linked by 'next' */
 static int nthreads;          /* threads running; 0 if none could start */
 static int ready;             /* 'lock' and conditions are usable */
 static int restart;           /* a fork child: start workers anew */
-static void flushatexit (void);
-
 static int nwrites;           /* cache write jobs queued or running */
 static int nsparing;          /* 'sparecore' prefetches running */
 static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
+
+static void flushatexit (void);
 
 
 /*
@@ -109,11 +109,6 @@ static void unrun (ur_job *job) {
 }
 
 
-/*
-** Worker thread: take jobs off the queue and run them forever.  Each
-** worker compiles in its own lua_State, created on its first job; if
-** that fails, 'ur_job_run' reports "not enough memory" per job.
-*/
 /*
 ** The job a worker takes next, or NULL (lock held).  Prefetches started
 ** by a synchronous load ('sparecore') leave one core to the Lua thread,
@@ -184,6 +179,11 @@ static void unqueue (ur_job *job) {
 }
 
 
+/*
+** Worker thread: take jobs off the queue and run them forever.  Each
+** worker compiles in its own lua_State, created on its first job; if
+** that fails, 'ur_job_run' reports "not enough memory" per job.
+*/
 static void worker (void *arg) {
   lua_State *W = NULL;
   int big = 0;  /* a job grew the state large since the last trim */

@@ -98,7 +98,7 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 
 /*
 ** Lua searcher: found 'file', open as 'f' (taken over).  The bytecode
-** cache is asked first.  After a miss, an in-place job ('fileonly')
+** cache is asked first.  After a miss, an in-place job ('inplace')
 ** leaves the file open for the Lua thread, which compiles it itself
 ** ('ur_job_load'), with the cache key; any other job compiles it here,
 ** in 'W' or in a state of its own, and has the cache store the
@@ -120,7 +120,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->cached = 1;
     return;
   }
-  if (job->inplace && job->fileonly) {
+  if (job->inplace) {
     struct stat sb;  /* (its size, for stats) */
     if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
     if (k.write && (job->ck = (ur_cachekey *)malloc(sizeof(k))) != NULL)
@@ -137,9 +137,9 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     ur_buf_adds(&err, "not enough memory");
   }
   else if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
-    char *copy = (char *)malloc(code.n);  /* the cache's, freed there */
+    char *copy;  /* the cache's, freed there */
     job->outcome = UR_FOUND;
-    if (copy != NULL) {
+    if (k.write && (copy = (char *)malloc(code.n)) != NULL) {
       memcpy(copy, code.p, code.n);
       ur_cache_putlater(&k, copy, code.n, &sum, job->worker != 0);
     }

@@ -186,7 +186,7 @@ static int searcher (lua_State *L) {
       return waitjob(L);
     }
   }
-  job->inplace = job->fileonly = 1;  /* where it cannot wait: as stock */
+  job->inplace = 1;  /* where it cannot wait: as stock */
   ur_job_run(job, NULL);
   return finish(L);
 }

@@ -90,15 +90,12 @@ typedef struct ur_cachewrite ur_cachewrite;  /* cache.c */
 struct ur_job {
   /* --- input, written by the Lua thread before submission --- */
   char *name;                 /* module name */
-  int inplace;                /* run on the Lua thread (W NULL) */
-  int fileonly;               /* with 'inplace': a Lua module found is
-                                 compiled by the Lua thread itself
-                                 ('ur_job_load'): unless the bytecode
-                                 cache has it ('code' then holds it),
-                                 the job leaves the file open in 'fp'.
-                                 Without it an in-place job compiles
-                                 too (in a lua_State of its own), and
-                                 'code' holds bytecode */
+  int inplace;                /* run on the Lua thread (W NULL): a Lua
+                                 module found is compiled by the Lua
+                                 thread itself ('ur_job_load'): unless
+                                 the bytecode cache has it ('code' then
+                                 holds it), the job leaves the file
+                                 open in 'fp' */
   int nsteps;
   ur_step steps[UR_MAXSTEPS];
   /* --- output, written by the worker, read after UR_DONE --- */
@@ -107,12 +104,12 @@ struct ur_job {
   ur_buf msg;                 /* messages ("\n\t..." each) or error */
   char *file;                 /* file where the loader was found */
   char *code;                 /* Lua: bytecode (with debug info and
-                                 its chunk name "@file"); NULL with
-                                 'fileonly' */
+                                 its chunk name "@file"); NULL for an
+                                 'inplace' job's file to compile */
   size_t codelen;
-  FILE *fp;                   /* 'fileonly': the source, open, for
+  FILE *fp;                   /* 'inplace': the source, open, for
                                  'ur_job_load' (NULL once taken) */
-  struct ur_cachekey *ck;     /* 'fileonly': the cache miss whose entry
+  struct ur_cachekey *ck;     /* 'inplace': the cache miss whose entry
                                  'ur_job_load' may write, or NULL */
   ur_cachewrite *cw;          /* a cache write job (cache.c): this is
                                  all it does; it is nobody's */
@@ -211,8 +208,8 @@ uint64_t ur_compile_readns (void);
 int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
                 ur_buf *err, ur_srcsum *sum, ur_scan *sc);
 /* compile.c: push the Lua chunk that 'job' found: its bytecode (a
-   worker's, or the cache's), else (a 'fileonly' job that ran in
-   place) its open file compiled here as
+   worker's, or the cache's), else (an 'inplace' job that ran) its
+   open file compiled here as
    luaL_loadfilex(L, file, NULL) would, collecting names for prefetch
    and handing the bytecode to the cache after a miss.  Returns the
    status of 'lua_load', the chunk or its message pushed */
