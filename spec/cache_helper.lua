@@ -10,6 +10,23 @@ function C.module(value)
          :format(value)
 end
 
+--- A scratch directory holding modules m1 (value "one") and m2
+-- ("two"); the cache directory its programs use (not made yet); and
+-- the environment that names it ("UVREQUIRE_CACHE='...'").
+function C.scratch()
+  local dir = H.tmpdir()
+  local cache = dir .. "/cache/a/b"
+  H.write(dir .. "/m1.lua", C.module("one"))
+  H.write(dir .. "/m2.lua", C.module("two"))
+  return dir, cache, "UVREQUIRE_CACHE='" .. cache .. "'"
+end
+
+--- Remove the scratch directory `dir`, whatever modes a case left.
+function C.remove(dir)
+  H.sh("chmod -R u+rwX '" .. dir .. "'")
+  H.rmtree(dir)
+end
+
 --- The file names in directory `cache`, sorted ({} if none).
 function C.entries(cache)
   local t = {}

@@ -58,18 +58,8 @@ local stat, mode, owner = C.stat, C.mode, C.owner
 describe("bytecode cache", function()
   local dir, cache, env
 
-  before_each(function()
-    dir = H.tmpdir()
-    cache = dir .. "/cache/a/b"
-    env = "UVREQUIRE_CACHE='" .. cache .. "'"
-    H.write(dir .. "/m1.lua", module("one"))
-    H.write(dir .. "/m2.lua", module("two"))
-  end)
-
-  after_each(function()
-    sh("chmod -R u+rwX '" .. dir .. "'")
-    H.rmtree(dir)
-  end)
+  before_each(function() dir, cache, env = C.scratch() end)
+  after_each(function() C.remove(dir) end)
 
   it("is written on the first import and read on the next", function()
     local out, s = run(dir, env, importer({ "m1", "m2" }))

@@ -184,18 +184,8 @@ end)()
 describe("bytecode cache at top level", function()
   local dir, cache, env
 
-  before_each(function()
-    dir = H.tmpdir()
-    cache = dir .. "/cache/a/b"
-    env = "UVREQUIRE_CACHE='" .. cache .. "'"
-    H.write(dir .. "/m1.lua", module("one"))
-    H.write(dir .. "/m2.lua", module("two"))
-  end)
-
-  after_each(function()
-    sh("chmod -R u+rwX '" .. dir .. "'")
-    H.rmtree(dir)
-  end)
+  before_each(function() dir, cache, env = C.scratch() end)
+  after_each(function() C.remove(dir) end)
 
   it("writes entries, flushed when the state closes, and hits them next",
      function()
@@ -620,17 +610,23 @@ print(select(2, pcall(require, "syn")))
     assert.same({ 30, 0, 0 }, s)
   end)
 
-  it("is flushed by os.exit(code, true), which closes the state", function()
+  -- import `n` modules at top level, then run `ending`; the entries
+  -- in the cache afterwards
+  local function importthen(n, ending)
     local names = {}
-    for i = 1, 20 do
+    for i = 1, n do
       names[i] = "x" .. i
       H.write(dir .. "/x" .. i .. ".lua", module("x" .. i))
     end
-    H.write(dir .. "/prog.lua", top(names) .. "os.exit(0, true)\n")
+    H.write(dir .. "/prog.lua", top(names) .. ending .. "\n")
     local p = assert(io.popen(command(dir, env)))
     p:read("a")
     assert(p:close())
-    assert.equals(20, #entries(cache))
+    return entries(cache)
+  end
+
+  it("is flushed by os.exit(code, true), which closes the state", function()
+    assert.equals(20, #importthen(20, "os.exit(0, true)"))
   end)
 
   -- the state's close writes the entries still queued itself: every
@@ -658,16 +654,7 @@ print(require("uvrequire.core").cachestats().writes)
   -- entries still queued are written at the process's exit too (an
   -- atexit flush): os.exit without closing the state keeps them all
   it("is written whole when the program ends by os.exit", function()
-    local names = {}
-    for i = 1, 30 do
-      names[i] = "x" .. i
-      H.write(dir .. "/x" .. i .. ".lua", module("x" .. i))
-    end
-    H.write(dir .. "/prog.lua", top(names) .. "os.exit(0)\n")
-    local p = assert(io.popen(command(dir, env)))
-    p:read("a")
-    assert(p:close())
-    local e = entries(cache)
+    local e = importthen(30, "os.exit(0)")
     assert.equals(30, #e)
     for _, f in ipairs(e) do assert.matches("^%x+%.luac$", f) end
   end)
