@@ -44,11 +44,6 @@
 /* longest wait for the cache writes running, at close or exit */
 #define FLUSH_NS  UINT64_C(2000000000)
 
-/* a worker state still this large (KB) after a full collection is
-   closed, to be made anew; one that grew larger while compiling gives
-   its freed memory back to the system */
-#define MAXSTATEKB 256
-
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t lock;
 static uv_cond_t work_cond;   /* signalled when a job is queued */
@@ -80,24 +75,6 @@ static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
 
 static void flushatexit (void);
-
-
-/*
-** After a job: a full collection of the worker's state; a state still
-** large after it is closed (NULL: make a new one).  Returns the state,
-** and in '*big' whether the job made it grow large (its freed memory
-** is worth giving back to the system, see 'worker').
-*/
-static lua_State *shrink (lua_State *W, int *big) {
-  if (W == NULL) return NULL;
-  if (lua_gc(W, LUA_GCCOUNT) > MAXSTATEKB) *big = 1;
-  lua_gc(W, LUA_GCCOLLECT);
-  if (lua_gc(W, LUA_GCCOUNT) > MAXSTATEKB) {
-    lua_close(W);
-    W = NULL;
-  }
-  return W;
-}
 
 
 /* take 'job' off the list of running jobs (lock held) */
@@ -181,12 +158,12 @@ static void unqueue (ur_job *job) {
 
 /*
 ** Worker thread: take jobs off the queue and run them forever.  Each
-** worker compiles in its own lua_State, created on its first job; if
-** that fails, 'ur_job_run' reports "not enough memory" per job.
+** job compiles in a lua_State of its own, in the worker's arena; if
+** there is no memory for it, 'ur_job_run' reports "not enough memory".
 */
 static void worker (void *arg) {
-  lua_State *W = NULL;
-  int big = 0;  /* a job grew the state large since the last trim */
+  ur_arena arena = {NULL, NULL, 0};
+  int big = 0;  /* a job grew the arena large since the last trim */
   for (;;) {
     ur_job *job;
     uv_mutex_lock(&lock);
@@ -208,12 +185,11 @@ static void worker (void *arg) {
     job->next = running;
     running = job;
     uv_mutex_unlock(&lock);
-    if (W == NULL) W = luaL_newstate();
     job->worker = (int)(intptr_t)arg;
     job->t_start = uv_hrtime();
-    ur_job_run(job, W);
+    ur_job_run(job, ur_arena_newstate(&arena));
     job->t_end = uv_hrtime();
-    W = shrink(W, &big);
+    big |= ur_arena_reset(&arena);  /* (drops the job's state) */
     uv_mutex_lock(&lock);
     unrun(job);
     if (job->q == Q_PREFETCH && job->sparecore &&
@@ -600,9 +576,10 @@ void ur_exec_help (ur_job *job) {
 ** scratch lua_State, and mark it done as a worker would.
 */
 void ur_exec_runhere (ur_job *job) {
-  lua_State *W = luaL_newstate();  /* NULL: the job reports no memory */
-  ur_job_run(job, W);
-  if (W != NULL) lua_close(W);
+  ur_arena arena = {NULL, NULL, 0};
+  ur_job_run(job, ur_arena_newstate(&arena));  /* NULL: the job reports
+                                                   no memory */
+  ur_arena_free(&arena);  /* (drops the state) */
   uv_mutex_lock(&lock);
   job->state = UR_DONE;
   uv_cond_broadcast(&done_cond);  /* as a worker does */

@@ -101,12 +101,11 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 ** cache is asked first.  After a miss, an in-place job ('inplace')
 ** leaves the file open for the Lua thread, which compiles it itself
 ** ('ur_job_load'), with the cache key; any other job compiles it here,
-** in 'W' or in a state of its own, and has the cache store the
+** in 'W' (never NULL: see 'ur_job_run'), and has the cache store the
 ** bytecode.
 */
 static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
-  lua_State *own = NULL;
   ur_cachekey k;
   ur_srcsum sum;
   ur_scan sc;
@@ -132,11 +131,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     return;
   }
   ur_scan_init(&sc, job->scan ? job : NULL);  /* (a miss: anew) */
-  if (W == NULL && (W = own = luaL_newstate()) == NULL) {
-    fclose(f);
-    ur_buf_adds(&err, "not enough memory");
-  }
-  else if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
+  if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
     char *copy;  /* the cache's, freed there */
     job->outcome = UR_FOUND;
     if (k.write && (copy = (char *)malloc(code.n)) != NULL) {
@@ -146,12 +141,9 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
   }
-  if (W != NULL) {  /* compiled (or tried): timings for stats */
-    job->read_ns = ur_compile_readns();
-    job->srcbytes = (size_t)sum.n;
-  }
+  job->read_ns = ur_compile_readns();  /* timings, for stats */
+  job->srcbytes = (size_t)sum.n;
   ur_cache_done(&k);  /* (done already after 'ur_cache_putlater') */
-  if (own != NULL) lua_close(own);
   if (job->outcome != UR_FOUND)
     loaderror(job, file, &err);
   ur_buf_free(&err);

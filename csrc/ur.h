@@ -54,6 +54,25 @@ void ur_buf_nomem (ur_buf *b);
 
 
 /* {======================================================
+** Arena of a compile's scratch lua_State (arena.c; one thread's)
+** ======================================================= */
+
+typedef struct ur_chunk ur_chunk;
+
+typedef struct ur_arena {  /* all zero: an empty arena */
+  ur_chunk *cur;       /* chunk blocks are cut from (newest first) */
+  struct Big *bigs;    /* big blocks, each a malloc of its own */
+  size_t bytes;        /* held: chunks and big blocks */
+} ur_arena;
+
+lua_State *ur_arena_newstate (ur_arena *a);
+int ur_arena_reset (ur_arena *a);
+void ur_arena_free (ur_arena *a);
+
+/* }====================================================== */
+
+
+/* {======================================================
 ** Jobs
 ** ======================================================= */
 

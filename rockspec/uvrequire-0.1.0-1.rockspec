@@ -47,6 +47,7 @@ build = {
     -- the C core; its sources define _GNU_SOURCE where they need it
     ["uvrequire.core"] = {
       sources = {
+        "csrc/arena.c",
         "csrc/buf.c",
         "csrc/cache.c",
         "csrc/cachedir.c",
