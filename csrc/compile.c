@@ -249,7 +249,7 @@ static int cgetc (Compile *c) {
   int ch = getc(c->f);
   if (ch != EOF) {
     unsigned char b = (unsigned char)ch;
-    ur_hash_add(&c->sum->hash, &b, 1);
+    if (c->sum->dohash) ur_hash_add(&c->sum->hash, &b, 1);
     c->sum->n++;
   }
   return ch;
@@ -272,7 +272,7 @@ static const char *getF (lua_State *W, void *ud, size_t *size) {
   *size = fread(c->buff, 1, sizeof(c->buff), c->f);
   readns += uv_hrtime() - t0;
   if (*size < sizeof(c->buff) && ferror(c->f)) c->rerr = errno;
-  ur_hash_add(&c->sum->hash, c->buff, *size);
+  if (c->sum->dohash) ur_hash_add(&c->sum->hash, c->buff, *size);
   c->sum->n += *size;
   if (!c->sum->binary) ur_scan_feed(c->sc, c->buff, *size);
   return c->buff;
@@ -361,7 +361,8 @@ static void readstart (Compile *c) {
 }
 
 
-/* set up 'c' to read 'f' ('file': its name), hashing into 'sum' */
+/* set up 'c' to read 'f' ('file': its name), counting (and hashing,
+   if 'sum->dohash') into 'sum' */
 static void startcompile (Compile *c, const char *file, FILE *f,
                           ur_buf *code, ur_srcsum *sum, ur_scan *sc) {
   readns = 0;
@@ -457,6 +458,7 @@ int ur_job_load (lua_State *L, ur_job *job) {
   lua_pushfstring(L, "@%s", job->file);  /* chunk name (the job still
                                              owns the file if it raises) */
   ur_scan_init(&sc, job->scan ? job : NULL);
+  sum.dohash = job->ck != NULL;  /* (the entry's) */
   startcompile(&c, job->file, job->fp, NULL, &sum, &sc);
   job->fp = NULL;  /* closed below */
   readstart(&c);

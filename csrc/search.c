@@ -131,6 +131,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     return;
   }
   ur_scan_init(&sc, job->scan ? job : NULL);  /* (a miss: anew) */
+  sum.dohash = k.write;  /* (the entry's) */
   if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
     char *copy;  /* the cache's, freed there */
     job->outcome = UR_FOUND;

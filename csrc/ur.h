@@ -189,7 +189,8 @@ uint64_t ur_hash (const void *p, size_t n);
 
 /* what 'ur_compile' read of a source file */
 typedef struct ur_srcsum {
-  ur_hasher hash;  /* of every byte read, in order */
+  int dohash;      /* in: hash the bytes (a cache entry may be written) */
+  ur_hasher hash;  /* of every byte read, in order (if 'dohash') */
   uint64_t n;     /* number of bytes read */
   int binary;     /* the file was a binary chunk */
   int whole;      /* compiled, a text chunk read up to its end */
