@@ -577,8 +577,11 @@ void ur_exec_help (ur_job *job) {
 */
 void ur_exec_runhere (ur_job *job) {
   ur_arena arena = {NULL, NULL, 0};
+  job->worker = 0;  /* (stats: the Lua thread's) */
+  job->t_start = uv_hrtime();
   ur_job_run(job, ur_arena_newstate(&arena));  /* NULL: the job reports
                                                    no memory */
+  job->t_end = uv_hrtime();
   ur_arena_free(&arena);  /* (drops the state) */
   uv_mutex_lock(&lock);
   job->state = UR_DONE;

@@ -518,5 +518,41 @@ th:join()
       { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off" })
     assert.equal("A done\nB done\n", r.out)
   end)
+
+  it("records a prefetch that the waiting Lua thread ran itself", function()
+    -- One worker.  pf_hx and pf_hy are FIFOs, written by a thread of
+    -- the child: pf_hx once the worker has it open (the worker is then
+    -- stuck on it), pf_hy once somebody opens it, which only the Lua
+    -- thread can do, waiting for pf_hx: it runs the queued prefetch of
+    -- pf_hy itself.  That record is as complete as a worker's.
+    for _, f in ipairs({ "pf_hx.lua", "pf_hy.lua" }) do
+      assert(os.execute("mkfifo '" .. s.dir .. "/" .. f .. "'"))
+    end
+    H.files(s.dir, {
+      ["pf_hroot.lua"] = "while not io.open(DIR .. '/busy') do end\n" ..
+                         "require 'pf_hx'\nrequire 'pf_hy'",
+    })
+    local r = K.run(s.dir, ([[
+local luv = require "luv"
+local U = require "uvrequire"
+DIR = %q
+local th = luv.new_thread(function(dir)
+  local x = io.open(dir .. "/pf_hx.lua", "w")  -- the worker has it open
+  io.open(dir .. "/busy", "w"):close()
+  local y = io.open(dir .. "/pf_hy.lua", "w")  -- the Lua thread opened it
+  y:write("return 'y' -- yyyy")
+  y:close()
+  x:write("return 'x'")
+  x:close()
+end, DIR)
+require "pf_hroot"
+th:join()
+for _, r in ipairs(U.stats()) do
+  if r.name:match("^pf_h[xy]") then print(r.name, r.bytes) end
+end
+]]):format(s.dir), { K.install() },
+      { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off" })
+    assert.equal("pf_hx\t10\npf_hy\t18\n", r.out)
+  end)
   -- }}}
 end)
