@@ -209,9 +209,10 @@ static int taken (lua_State *L, int base, const char *name) {
 ** Start a prefetch for each name that 'job' found and nobody has yet,
 ** while PREFETCH (at 3) has room.  Stack as 'startall' sets it up:
 ** 5 the path; LOADED, LOADING, preload (or nil), PREFETCH at 'base'.
+** Returns 0 if PREFETCH filled up before every name was seen to.
 */
-static void startnames (lua_State *L, pfstate *pf, ur_job *job,
-                        int base, int spare) {
+static int startnames (lua_State *L, pfstate *pf, ur_job *job,
+                       int base, int spare) {
   const char *path = lua_tostring(L, 5);
   const void *owner = ur_runtime_get(L);
   int i;
@@ -219,7 +220,7 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
     const char *name = job->prefetch[i];
     ur_job *pj;
     pfentry *e;
-    if (pf->n >= MAXNAMES) return;  /* full: the adopted make room */
+    if (pf->n >= MAXNAMES) return 0;  /* full: the adopted make room */
     if (taken(L, base, name)) continue;
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
@@ -254,6 +255,18 @@ static void startnames (lua_State *L, pfstate *pf, ur_job *job,
     lua_setfield(L, 3, name);  /* PREFETCH[name] = entry */
     pf->n++;
   }
+  return 1;
+}
+
+
+/* does entry 'a' come before 'b' in the order of their keys (the order
+   the Lua thread needs them: see executor.c)?  For qsort */
+static int bykey (const void *pa, const void *pb) {
+  const ur_job *a = (*(pfentry *const *)pa)->job;
+  const ur_job *b = (*(pfentry *const *)pb)->job;
+  int n = a->pkeylen < b->pkeylen ? a->pkeylen : b->pkeylen;
+  int c = memcmp(a->pkey, b->pkey, (size_t)n);
+  return c != 0 ? c : a->pkeylen - b->pkeylen;
 }
 
 
@@ -298,8 +311,10 @@ static int startall (lua_State *L) {
         }
       }
     }
-    for (i = 0; i < n; i++) {
-      if (pf->n < MAXNAMES) startnames(L, pf, todo[i]->job, base, spare);
+    qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
+    for (i = 0; i < n; i++) {  /* an entry cut short is expanded later */
+      if (!startnames(L, pf, todo[i]->job, base, spare))
+        todo[i]->expanded = 0;
       todo[i]->busy = 0;
     }
   }

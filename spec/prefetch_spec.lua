@@ -404,6 +404,51 @@ print(one(), counts())
                  budget(size - 1))
   end)
 
+  it("expands later, in the order needed, what a full table cut short",
+     function()
+    -- pf_nr names pf_nb1..10, each of which names 26 modules: 270
+    -- entries, over the 256 the table holds.  The sweep after the ten
+    -- are done starts 246 of their names in the order the Lua thread
+    -- needs them: pf_nb1's first, so pf_nb10's last 14 wait for room
+    -- (unordered, the one cut short would be any: pf_nc10_26 would
+    -- likely be prefetched), and start once adoptions made room.
+    local files = { ["pf_nx1.lua"] = "return 1", ["pf_nx2.lua"] = "return 2" }
+    local rb = {}
+    for b = 1, 10 do
+      rb[#rb + 1] = ("require 'pf_nb%d'"):format(b)
+      local rc = {}
+      for c = 1, 26 do
+        rc[#rc + 1] = ("require 'pf_nc%d_%d'"):format(b, c)
+        files[("pf_nc%d_%d.lua"):format(b, c)] = "return 0"
+      end
+      files[("pf_nb%d.lua"):format(b)] =
+        "return function()\n" .. table.concat(rc, "\n") .. "\nend"
+    end
+    files["pf_nr.lua"] =
+      "return function()\n" .. table.concat(rb, "\n") .. "\nend"
+    H.files(s.dir, files)
+    local out = child([[
+require "pf_nr"
+settle()
+print(counts())
+require "pf_nx1"  -- the sweep: 246 start
+settle()
+print(counts())
+require "pf_nc10_26"  -- the last needed: not among them
+print(counts())
+for b = 1, 9 do  -- all prefetched, adopted: room for 234
+  for c = 1, 26 do require("pf_nc" .. b .. "_" .. c) end
+end
+require "pf_nx2"  -- the sweep: the 13 cut short start
+settle()
+print(counts())
+for c = 1, 26 do require("pf_nc10_" .. c) end  -- all prefetched
+print(counts())
+]])
+    assert.equal("10\t0\t0\t10\n256\t0\t0\t256\n256\t0\t0\t256\n" ..
+                 "269\t234\t0\t35\n269\t259\t0\t10\n", out)
+  end)
+
   it("expands a chain ahead from a task's import while the loop runs",
      function()
     H.files(s.dir, {
