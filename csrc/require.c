@@ -252,7 +252,16 @@ static int dorequire (lua_State *L, const char *fname) {
 }
 
 
+/* 'require': the already-loaded path first, as stock's (a string name
+   whose LOADED entry is true); everything else in 'dorequire' */
 int ur_l_require (lua_State *L) {
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    lua_settop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
+      return 1;  /* package is already loaded */
+  }
   return dorequire(L, "require");
 }
 
