@@ -41,6 +41,12 @@
 #define DEFAULT_MINTHREADS 1
 #define DEFAULT_MAXTHREADS 8
 
+/* a worker whose jobs grew its memory trims the heap after this long
+   without a job: not between the imports of a burst, since the trim
+   takes back the Lua thread's free memory too (its next allocations
+   fault the pages in again) and holds its arena's lock */
+#define TRIM_NS   UINT64_C(50000000)
+
 /* longest wait for the cache writes running, at close or exit */
 #define FLUSH_NS  UINT64_C(2000000000)
 
@@ -168,11 +174,13 @@ static void worker (void *arg) {
     ur_job *job;
     uv_mutex_lock(&lock);
     while ((job = first()) == NULL) {
-      if (big) {  /* idle: give the memory of big compiles back */
+      if (big) {  /* give the memory of big compiles back, once idle */
+        if (uv_cond_timedwait(&work_cond, &lock, TRIM_NS) == 0)
+          continue;  /* woken: maybe a job */
         big = 0;
         uv_mutex_unlock(&lock);
 #if defined(__GLIBC__)
-        malloc_trim(0);  /* (costly: not after every job) */
+        malloc_trim(0);  /* (every arena: the Lua thread's too) */
 #endif
         uv_mutex_lock(&lock);
         continue;
