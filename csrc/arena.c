@@ -122,9 +122,10 @@ static void *reallocbig (ur_arena *a, void *p, size_t o, size_t n) {
 
 
 /*
-** The lua_Alloc ('ud' is the arena).  A block is big if and only if its
-** size is BIG or more, so that 'osize' tells where a block lives.
-** Shrinking a small block never fails (it stays where it is).
+** The lua_Alloc ('ud' is the arena).  A block is big if its size is BIG
+** or more, so that 'osize' tells where a block lives; a block smaller
+** than that is cut from a chunk, or a big one that kept its place when
+** shrunk.  A shrink never fails (the block may stay where it is).
 */
 static void *arenaalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
   ur_arena *a = (ur_arena *)ud;
@@ -137,7 +138,9 @@ static void *arenaalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
     if (nsize >= BIG) return reallocbig(a, ptr, osize, nsize);
     np = NULL;
     if (nsize > 0 && (np = bump(a, nsize)) == NULL)
-      return NULL;
+      return ptr;  /* a shrink never fails: it stays, small from now on
+                      (a block of no chunk: freeing it is a no-op, and
+                      the reset frees it with the big ones) */
     if (np != NULL) memcpy(np, ptr, nsize);
     freebig(a, ptr, osize);
     return np;
