@@ -19,6 +19,7 @@
 */
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,14 +30,17 @@
 #define CHUNK  ((size_t)256 * 1024)
 #define BIG    ((size_t)16 * 1024)
 
-/* every block is aligned as malloc aligns (C99 has no max_align_t) */
+/* every block is aligned as malloc aligns on the platforms Lua runs on
+   (C99 has no max_align_t: 'Align' is the most demanding type; 16, a
+   power of two, covers it, as the check below makes sure) */
 typedef union Align {
   long double d;
   void *p;
   long long l;
 } Align;
 
-#define ALIGN  (sizeof(Align))
+#define ALIGN  ((size_t)16)
+typedef char alignfits[sizeof(Align) <= ALIGN ? 1 : -1];
 #define ROUND(n)  (((n) + ALIGN - 1) & ~(ALIGN - 1))
 
 struct ur_chunk {
@@ -46,8 +50,8 @@ struct ur_chunk {
 };
 
 /* a big block's header, in a list of the arena's big blocks */
-typedef struct Big {
-  struct Big *prev, *next;
+typedef struct ur_big {
+  struct ur_big *prev, *next;
   Align data[1];
 } Big;
 
@@ -108,11 +112,13 @@ static void freebig (ur_arena *a, void *p, size_t n) {
 }
 
 
-/* grow or shrink the big block 'p' from 'o' to 'n' (>= BIG) bytes */
+/* grow or shrink the big block 'p' from 'o' to 'n' (>= BIG) bytes; a
+   shrink never fails: the block stays as it is */
 static void *reallocbig (ur_arena *a, void *p, size_t o, size_t n) {
   Big *b = bigof(p);
   Big *nb = (Big *)realloc(b, BIGHDR + n);
-  if (nb == NULL) return NULL;  /* (the block is unchanged) */
+  if (nb == NULL)  /* (the block is unchanged) */
+    return n <= o ? p : NULL;
   if (nb->prev != NULL) nb->prev->next = nb;
   else a->bigs = nb;
   if (nb->next != NULL) nb->next->prev = nb;
@@ -161,9 +167,12 @@ static void *arenaalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 
 
-/* a panic in a scratch state: nothing to add (see 'luaL_newstate') */
+/* a panic in a scratch state (never seen: everything runs protected),
+   said as 'luaL_newstate' says it */
 static int panic (lua_State *W) {
-  (void)W;
+  const char *msg = lua_tostring(W, -1);
+  fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n",
+          msg ? msg : "error object is not a string");
   return 0;  /* then Lua aborts */
 }
 

@@ -414,7 +414,7 @@ int ur_compile (lua_State *W, const char *file, FILE *f, ur_buf *code,
   lua_pushcfunction(W, pcompile);
   lua_pushlightuserdata(W, &c);
   lua_gc(W, LUA_GCSTOP);  /* a compile makes little garbage: no GC work
-                            (the worker collects after the job) */
+                            (the state is dropped whole after the job) */
   status = lua_pcall(W, 1, 1, 0);
   lua_gc(W, LUA_GCRESTART);
   if (ferror(f)) {  /* ignore results from 'lua_load' */

@@ -44,7 +44,7 @@
 /* a worker whose jobs grew its memory trims the heap after this long
    without a job: not between the imports of a burst, since the trim
    takes back the Lua thread's free memory too (its next allocations
-   fault the pages in again) and holds its arena's lock */
+   fault the pages in again) and holds each malloc arena's lock */
 #define TRIM_NS   UINT64_C(50000000)
 
 /* longest wait for the cache writes running, at close or exit */
@@ -163,9 +163,9 @@ static void unqueue (ur_job *job) {
 
 
 /*
-** Worker thread: take jobs off the queue and run them forever.  Each
-** job compiles in a lua_State of its own, in the worker's arena; if
-** there is no memory for it, 'ur_job_run' reports "not enough memory".
+** Worker thread: take jobs off the queue and run them forever.  A job
+** that compiles does so in a lua_State of its own, made in the
+** worker's arena (see 'luastep' in search.c).
 */
 static void worker (void *arg) {
   ur_arena arena = {NULL, NULL, 0};
@@ -195,9 +195,9 @@ static void worker (void *arg) {
     uv_mutex_unlock(&lock);
     job->worker = (int)(intptr_t)arg;
     job->t_start = uv_hrtime();
-    ur_job_run(job, ur_arena_newstate(&arena));
+    ur_job_run(job, &arena);
     job->t_end = uv_hrtime();
-    big |= ur_arena_reset(&arena);  /* (drops the job's state) */
+    big |= ur_arena_reset(&arena);  /* (the compile's state is gone) */
     uv_mutex_lock(&lock);
     unrun(job);
     if (job->q == Q_PREFETCH && job->sparecore &&
@@ -587,10 +587,9 @@ void ur_exec_runhere (ur_job *job) {
   ur_arena arena = {NULL, NULL, 0};
   job->worker = 0;  /* (stats: the Lua thread's) */
   job->t_start = uv_hrtime();
-  ur_job_run(job, ur_arena_newstate(&arena));  /* NULL: the job reports
-                                                   no memory */
+  ur_job_run(job, &arena);
   job->t_end = uv_hrtime();
-  ur_arena_free(&arena);  /* (drops the state) */
+  ur_arena_free(&arena);
   uv_mutex_lock(&lock);
   job->state = UR_DONE;
   uv_cond_broadcast(&done_cond);  /* as a worker does */

@@ -40,6 +40,7 @@
 /* the state's prefetch record */
 typedef struct pfstate {
   int on;
+  int starting;  /* a 'startall' runs: a nested one returns at once */
   int n;  /* entries in PREFETCH */
   size_t budget;
   lua_Integer seq;  /* last entry's number: lower is older */
@@ -220,8 +221,8 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job,
     const char *name = job->prefetch[i];
     ur_job *pj;
     pfentry *e;
-    if (pf->n >= MAXNAMES) return 0;  /* full: the adopted make room */
     if (taken(L, base, name)) continue;
+    if (pf->n >= MAXNAMES) return 0;  /* full: the adopted make room */
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
     e->job = NULL;
@@ -281,11 +282,13 @@ static int startall (lua_State *L) {
   ur_job *job = (ur_job *)lua_touserdata(L, 2);
   int spare = lua_toboolean(L, 3);
   pfstate *pf;
-  lua_settop(L, 2);
-  pf = getpf(L);  /* 3: PREFETCH */
   int base, i, n = 0;
   pfentry *todo[MAXNAMES];  /* entries to expand (marked busy) */
-  if (!pf->on || !allowed(L, 1)) return 0;  /* 4: its 'package' */
+  lua_settop(L, 3);
+  pf = getpf(L);  /* 4: PREFETCH */
+  lua_replace(L, 3);  /* 3: PREFETCH */
+  if (pf->starting || !pf->on || !allowed(L, 1))  /* 4: its 'package' */
+    return 0;  /* (a __gc's require while this state starts some: no) */
   lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
   if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
     return 0;
@@ -295,29 +298,33 @@ static int startall (lua_State *L) {
   lua_pushliteral(L, "preload");
   lua_rawget(L, 4);
   lua_pushvalue(L, 3);
+  pf->starting = 1;  /* ('callstart' clears it, even after an error) */
   if (job != NULL)
     startnames(L, pf, job, base, spare);
-  else {  /* the finished ones */
+  else {  /* the finished ones, each kept on the stack meanwhile */
+    luaL_checkstack(L, MAXNAMES + 2, "prefetch");
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       pfentry *e = (pfentry *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
       e->busy = 0;  /* (left over if an earlier sweep raised) */
-      if (!e->expanded && e->job != NULL && ur_exec_isdone(e->job)) {
-        e->expanded = 1;
-        if (e->job->nprefetch > 0) {
-          e->busy = 1;  /* (trimming drops no job of 'todo') */
-          todo[n++] = e;
-        }
+      if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
+          n < MAXNAMES && ur_exec_isdone(e->job)) {
+        e->busy = 1;  /* (trimming drops no job of 'todo') */
+        todo[n++] = e;
+        lua_insert(L, -2);  /* entry stays, below the key */
       }
+      else
+        lua_pop(L, 1);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    for (i = 0; i < n; i++) {  /* an entry cut short is expanded later */
-      if (!startnames(L, pf, todo[i]->job, base, spare))
-        todo[i]->expanded = 0;
+    for (i = 0; i < n; i++) {  /* one cut short is expanded later */
+      if (todo[i]->job != NULL && startnames(L, pf, todo[i]->job, base,
+                                             spare))
+        todo[i]->expanded = 1;
       todo[i]->busy = 0;
     }
   }
+  pf->starting = 0;
   return 0;
 }
 
@@ -332,8 +339,12 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
   lua_pushvalue(L, ss);
   lua_pushlightuserdata(L, job);
   lua_pushboolean(L, spare);
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    lua_pop(L, 1);  /* pop the error */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
+      ((pfstate *)lua_touserdata(L, -1))->starting = 0;
     lua_pop(L, 1);
+  }
 }
 
 

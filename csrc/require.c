@@ -219,7 +219,7 @@ static int dorequire (lua_State *L, const char *fname) {
     ms = options(L, fname);
   lua_settop(L, 1);  /* LOADED table will be at index 2 */
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushvalue(L, 1);
+  lua_pushstring(L, name);  /* (as stock: the C string, up to a '\0') */
   if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
     return 1;  /* package is already loaded */
   lua_pop(L, 1);  /* remove 'rawget' result */
@@ -253,9 +253,12 @@ static int dorequire (lua_State *L, const char *fname) {
 
 
 /* 'require': the already-loaded path first, as stock's (a string name
-   whose LOADED entry is true); everything else in 'dorequire' */
+   with no '\0' in it, whose LOADED entry is true); everything else in
+   'dorequire' */
 int ur_l_require (lua_State *L) {
-  if (lua_type(L, 1) == LUA_TSTRING) {
+  size_t len;
+  if (lua_type(L, 1) == LUA_TSTRING &&
+      strlen(lua_tolstring(L, 1, &len)) == len) {
     lua_settop(L, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushvalue(L, 1);

@@ -101,14 +101,16 @@ static void loaderror (ur_job *job, const char *file, ur_buf *why) {
 ** cache is asked first.  After a miss, an in-place job ('inplace')
 ** leaves the file open for the Lua thread, which compiles it itself
 ** ('ur_job_load'), with the cache key; any other job compiles it here,
-** in 'W' (never NULL: see 'ur_job_run'), and has the cache store the
-** bytecode.
+** in a state made in arena 'a' for the compile (never NULL: see
+** 'ur_job_run'; the caller drops the state with the arena's reset), and
+** has the cache store the bytecode.
 */
-static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
+static void luastep (ur_job *job, ur_arena *a, char *file, FILE *f) {
   ur_buf code = {NULL, 0, 0, 0}, err = {NULL, 0, 0, 0};
   ur_cachekey k;
   ur_srcsum sum;
   ur_scan sc;
+  lua_State *W = NULL;
   ur_scan_init(&sc, job->scan ? job : NULL);
   job->file = file;
   if (ur_cache_get(&k, file, f, &job->code, &job->codelen, &sc)) {
@@ -132,7 +134,12 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
   }
   ur_scan_init(&sc, job->scan ? job : NULL);  /* (a miss: anew) */
   sum.dohash = k.write;  /* (the entry's) */
-  if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
+  sum.n = 0;  /* (read: none yet) */
+  if ((W = ur_arena_newstate(a)) == NULL) {  /* the compile's state */
+    fclose(f);
+    ur_buf_adds(&err, "not enough memory");
+  }
+  else if (ur_compile(W, file, f, &code, &err, &sum, &sc)) {
     char *copy;  /* the cache's, freed there */
     job->outcome = UR_FOUND;
     if (k.write && (copy = (char *)malloc(code.n)) != NULL) {
@@ -142,7 +149,7 @@ static void luastep (ur_job *job, lua_State *W, char *file, FILE *f) {
     job->code = code.p;  /* ownership moves to the job */
     job->codelen = code.n;
   }
-  job->read_ns = ur_compile_readns();  /* timings, for stats */
+  job->read_ns = W != NULL ? ur_compile_readns() : 0;  /* (stats) */
   job->srcbytes = (size_t)sum.n;
   ur_cache_done(&k);  /* (done already after 'ur_cache_putlater') */
   if (job->outcome != UR_FOUND)
@@ -184,7 +191,7 @@ static int cstep (ur_job *job, ur_step *s, char *file) {
 
 
 /* run the steps of 'job' (see 'ur_job_run'); 1 if out of memory */
-static int runsteps (ur_job *job, lua_State *W) {
+static int runsteps (ur_job *job, ur_arena *a) {
   int i;
   for (i = 0; i < job->nsteps; i++) {
     ur_step *s = &job->steps[i];
@@ -225,7 +232,7 @@ static int runsteps (ur_job *job, lua_State *W) {
     job->found = i;
     job->t_found = uv_hrtime();
     if (s->kind == UR_STEP_LUA) {
-      luastep(job, W, file, f);
+      luastep(job, a, file, f);
       return job->outcome == UR_RAISE && job->msg.oom;
     }
     if (!cstep(job, s, file))
@@ -236,19 +243,19 @@ static int runsteps (ur_job *job, lua_State *W) {
 
 
 /*
-** Run 'job': on an executor thread, compiling in that thread's state
-** 'W' (NULL if it could not be created); or, with 'inplace', on the
-** Lua thread (W NULL).  Out of memory anywhere, the job raises "not
-** enough memory".
+** Run 'job': on an executor thread, compiling (if it must) in a state
+** made for the compile in that thread's arena 'a'; or, with 'inplace',
+** on the Lua thread ('a' NULL: the Lua thread compiles the file
+** itself).  Out of memory anywhere, the job raises "not enough memory".
 */
-void ur_job_run (ur_job *job, lua_State *W) {
+void ur_job_run (ur_job *job, ur_arena *a) {
   if (job->cw != NULL) {  /* a cache write job */
     ur_cache_runwrite(job->cw);
     return;
   }
   job->outcome = UR_NOTFOUND;
   job->cached = 0;
-  if ((W == NULL && !job->inplace) || runsteps(job, W)) {
+  if ((a == NULL && !job->inplace) || runsteps(job, a)) {
     job->outcome = UR_RAISE;
     ur_buf_nomem(&job->msg);
   }

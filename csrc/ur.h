@@ -61,7 +61,7 @@ typedef struct ur_chunk ur_chunk;
 
 typedef struct ur_arena {  /* all zero: an empty arena */
   ur_chunk *cur;       /* chunk blocks are cut from (newest first) */
-  struct Big *bigs;    /* big blocks, each a malloc of its own */
+  struct ur_big *bigs; /* big blocks, each a malloc of its own */
   size_t bytes;        /* held: chunks and big blocks */
 } ur_arena;
 
@@ -172,7 +172,7 @@ struct ur_job {
 };
 
 /* search.c: run a job to completion (executor thread) */
-void ur_job_run (ur_job *job, lua_State *W);
+void ur_job_run (ur_job *job, ur_arena *a);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
 

@@ -297,6 +297,24 @@ return r
       }, s)
     end)
 
+    it("a name with a '\\0' in it: LOADED by the C string, the loader gets it whole", function()
+      H.files(dir, {
+        ["nz.lua"] = "NZ = (NZ or 0) + 1\nlocal name = ... return { name = name, n = NZ }",
+      })
+      local s = compare({ "nz" }, function(req)
+        rawset(_G, "NZ", nil)
+        local a = req("nz\0tail")
+        local b = req("nz\0tail")
+        local c = req("nz")
+        local r = { a.name, a.n, rawequal(a, b), rawequal(b, c),
+                    rawequal(package.loaded.nz, a),
+                    package.loaded["nz\0tail"] == nil }
+        rawset(_G, "NZ", nil)
+        return r
+      end)
+      assert.same({ "nz\0tail", 1, true, true, true, true }, s)
+    end)
+
     it("a name that is no string is a bad argument, worded as stock", function()
       local s = compare({}, function(req)
         local r = {}

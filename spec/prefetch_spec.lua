@@ -449,6 +449,55 @@ print(counts())
                  "269\t234\t0\t35\n269\t259\t0\t10\n", out)
   end)
 
+  it("survives a __gc that requires while a sweep starts prefetches",
+     function()
+    -- The sweep allocates; a collection step runs finalizers; each one
+    -- here requires a module (a nested sweep and an adoption would free
+    -- entries the outer sweep holds) and makes another such object.
+    -- Before the sweep held its entries and refused to nest, this
+    -- crashed in most runs.
+    local files = { ["pf_ux.lua"] = "return 1" }
+    local rb = {}
+    for b = 1, 6 do
+      rb[#rb + 1] = ("require 'pf_ub%d'"):format(b)
+      local rc = {}
+      for c = 1, 60 do
+        rc[#rc + 1] = ("require 'pf_uc%d_%d'"):format(b, c)
+        files[("pf_uc%d_%d.lua"):format(b, c)] = "return 0"
+      end
+      files[("pf_ub%d.lua"):format(b)] =
+        "return function()\n" .. table.concat(rc, "\n") .. "\nend"
+    end
+    files["pf_ur.lua"] =
+      "return function()\n" .. table.concat(rb, "\n") .. "\nend"
+    for k = 1, 300 do
+      files[("pf_uq%d.lua"):format(k)] =
+        ("return function() require 'pf_uz%d' end"):format(k)
+      files[("pf_uz%d.lua"):format(k)] = "return 1"
+    end
+    H.files(s.dir, files)
+    for _ = 1, 3 do
+      local out = child([[
+require "pf_ur"
+settle()
+local k, mt = 0, {}
+mt.__gc = function()
+  k = k + 1
+  if k <= 300 then
+    require("pf_uq" .. k)
+    setmetatable({}, mt)
+  end
+end
+collectgarbage("incremental", 1, 1000, 0)
+for _ = 1, 20 do setmetatable({}, mt) end
+require "pf_ux"  -- the sweep
+collectgarbage("generational")
+print(k > 0)
+]], "UVREQUIRE_THREADS=1 UVREQUIRE_PREFETCH_BUDGET=1")
+      assert.equal("true\n", out)
+    end
+  end)
+
   it("expands a chain ahead from a task's import while the loop runs",
      function()
     H.files(s.dir, {
