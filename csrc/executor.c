@@ -77,10 +77,35 @@ static int ready;             /* 'lock' and conditions are usable */
 static int restart;           /* a fork child: start workers anew */
 static int nwrites;           /* cache write jobs queued or running */
 static int nsparing;          /* 'sparecore' prefetches running */
+static ur_job *pfready;       /* prefetches that found names, done, not
+                                 swept yet ('pfnext'; 'ur_exec_release'
+                                 unlinks one freed before that) */
 static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
 
 static void flushatexit (void);
+
+
+/* a prefetch that found names is done: list it for its sweep (lock
+   held) */
+static void pflist (ur_job *job) {
+  if (!job->isprefetch || job->nprefetch == 0) return;
+  job->pfprev = NULL;
+  job->pfnext = pfready;
+  if (pfready != NULL) pfready->pfprev = job;
+  pfready = job;
+  job->pflisted = 1;
+}
+
+
+/* take 'job' off the list of 'pflist' (lock held) */
+static void pfunlist (ur_job *job) {
+  if (!job->pflisted) return;
+  if (job->pfprev != NULL) job->pfprev->pfnext = job->pfnext;
+  else pfready = job->pfnext;
+  if (job->pfnext != NULL) job->pfnext->pfprev = job->pfprev;
+  job->pflisted = 0;
+}
 
 
 /* take 'job' off the list of running jobs (lock held) */
@@ -211,6 +236,7 @@ static void worker (void *arg) {
       continue;
     }
     job->state = UR_DONE;
+    pflist(job);
     if (job->async != NULL)
       uv_async_send(job->async);
     else if (job->isprefetch && job->nprefetch > 0 && pfwake != NULL)
@@ -445,6 +471,7 @@ void ur_exec_release (ur_job *job) {
   int freeit = 1;
   uv_mutex_lock(&lock);
   job->async = NULL;
+  pfunlist(job);
   if (job->state == UR_QUEUED)
     unqueue(job);
   else if (job->state == UR_RUNNING) {
@@ -592,6 +619,25 @@ void ur_exec_runhere (ur_job *job) {
   ur_arena_free(&arena);
   uv_mutex_lock(&lock);
   job->state = UR_DONE;
+  pflist(job);
   uv_cond_broadcast(&done_cond);  /* as a worker does */
   uv_mutex_unlock(&lock);
+}
+
+
+/* see ur.h: the sweep's work, without a look at every prefetch */
+int ur_exec_takeswept (const void *owner, ur_job **out, int max) {
+  ur_job *job, *next;
+  int n = 0;
+  if (!ready) return 0;
+  uv_mutex_lock(&lock);
+  for (job = pfready; job != NULL && n < max; job = next) {
+    next = job->pfnext;
+    if (job->owner == owner) {
+      pfunlist(job);
+      out[n++] = job;
+    }
+  }
+  uv_mutex_unlock(&lock);
+  return n;
 }

@@ -21,7 +21,9 @@
 **
 ** PREFETCH (the uservalue of the state's prefetch record, in the
 ** registry): name -> entry, a userdata owning the job (its __gc
-** releases it), with the path searched as its uservalue.  Bounds,
+** releases it), with the path searched as its uservalue.  CUT (the
+** record's second uservalue): name -> true, the entries whose names a
+** full PREFETCH cut short, to expand when there is room.  Bounds,
 ** checked whenever a prefetch starts: at most MAXNAMES entries (no more
 ** start beyond), and the bytecode of the finished ones under 'budget'
 ** bytes (the oldest go first).
@@ -41,6 +43,8 @@
 typedef struct pfstate {
   int on;
   int starting;  /* a 'startall' runs: a nested one returns at once */
+  int cut;       /* CUT is not empty */
+  int rescan;    /* a sweep raised: the next looks at every entry */
   int n;  /* entries in PREFETCH */
   size_t budget;
   lua_Integer seq;  /* last entry's number: lower is older */
@@ -57,6 +61,8 @@ typedef struct pfentry {
 
 
 static const char PFKEY = 'p';  /* registry: the prefetch record */
+
+static void pushcut (lua_State *L);
 extern const char ur_key_loading;  /* load.c: LOADING */
 
 
@@ -80,7 +86,7 @@ static pfstate *getpf (lua_State *L) {
     return pf;
   }
   lua_pop(L, 1);
-  pf = (pfstate *)lua_newuserdatauv(L, sizeof(*pf), 1);
+  pf = (pfstate *)lua_newuserdatauv(L, sizeof(*pf), 2);
   memset(pf, 0, sizeof(*pf));
   pf->on = 1;
   pf->budget = BUDGET;
@@ -94,6 +100,8 @@ static pfstate *getpf (lua_State *L) {
       if (*end == '\0') pf->budget = (size_t)v;
     }
   }
+  lua_newtable(L);  /* CUT */
+  lua_setiuservalue(L, -2, 2);
   lua_newtable(L);  /* PREFETCH */
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, 1);
@@ -272,6 +280,129 @@ static int bykey (const void *pa, const void *pb) {
 
 
 /*
+** The entries of PREFETCH (at 3) to expand: finished, with names, not
+** expanded yet; each pushed (kept from collection) and marked busy (no
+** trimming drops it).  Every entry is looked at: after a sweep that
+** raised, or when there is room for names a full table cut short.
+** Returns how many, in 'todo'.
+*/
+static int scanall (lua_State *L, pfentry **todo) {
+  int n = 0;
+  ur_job *skip[MAXNAMES];
+  while (ur_exec_takeswept(ur_runtime_get(L), skip, MAXNAMES) > 0)
+    ;  /* (all of them are seen below) */
+  pushcut(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {  /* CUT emptied: all of them are seen below */
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, -4);  /* (clearing a field while traversing is fine) */
+  }
+  lua_pop(L, 1);  /* pop CUT */
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    e->busy = 0;  /* (left over if an earlier sweep raised) */
+    if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
+        n < MAXNAMES && ur_exec_isdone(e->job)) {
+      e->busy = 1;
+      todo[n++] = e;
+      lua_insert(L, -2);  /* entry stays, below the key */
+    }
+    else
+      lua_pop(L, 1);
+  }
+  return n;
+}
+
+
+/* push CUT */
+static void pushcut (lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
+  lua_getiuservalue(L, -1, 2);
+  lua_remove(L, -2);
+}
+
+
+/*
+** As 'scanall', for the entries in CUT (emptied: those cut short again
+** go back in).  There is room for some of their names now.
+*/
+static int cutshort (lua_State *L, pfentry **todo) {
+  int n = 0;
+  pushcut(L);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    pfentry *e = NULL;
+    lua_pop(L, 1);
+    if (lua_getfield(L, 3, lua_tostring(L, -1)) == LUA_TUSERDATA)
+      e = (pfentry *)lua_touserdata(L, -1);
+    lua_pushvalue(L, -2);
+    lua_pushnil(L);
+    lua_rawset(L, -5);  /* CUT[name] = nil */
+    if (e != NULL && e->job != NULL && !e->expanded && n < MAXNAMES) {
+      e->busy = 1;
+      todo[n++] = e;
+      lua_rotate(L, -3, 1);  /* entry below CUT and the key */
+    }
+    else
+      lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop CUT */
+  return n;
+}
+
+
+/*
+** As 'scanall', for the entries whose jobs the executor listed as done
+** since the last sweep: the usual case, without a look at every entry.
+** A job is taken off the list one at a time and its name copied before
+** anything allocates: a collection step may run a __gc that requires,
+** adopts that very entry and frees its job.
+*/
+static int listed (lua_State *L, pfentry **todo) {
+  const void *owner = ur_runtime_get(L);
+  char name[UR_MAXPFNAME + 1];
+  ur_job *job;
+  int n = 0;
+  while (n < MAXNAMES && ur_exec_takeswept(owner, &job, 1) == 1) {
+    pfentry *e;
+    size_t len = strlen(job->name);
+    if (len > UR_MAXPFNAME) continue;  /* (never: the scanner's bound) */
+    memcpy(name, job->name, len + 1);
+    if (lua_getfield(L, 3, name) != LUA_TUSERDATA) {
+      lua_pop(L, 1);  /* adopted, or dropped: nothing to expand */
+      continue;
+    }
+    e = (pfentry *)lua_touserdata(L, -1);
+    if (e->job == job && !e->expanded && ur_exec_isdone(job)) {
+      e->busy = 1;
+      todo[n++] = e;  /* (the entry stays on the stack) */
+    }
+    else
+      lua_pop(L, 1);
+  }
+  return n;
+}
+
+
+/* CUT[name of 'e'] = true (the name copied first: see 'listed') */
+static void cutentry (lua_State *L, pfentry *e) {
+  char name[UR_MAXPFNAME + 1];
+  size_t len = strlen(e->job->name);
+  if (len > UR_MAXPFNAME) return;  /* (never: the scanner's bound) */
+  memcpy(name, e->job->name, len + 1);
+  getpf(L)->cut = 1;
+  lua_pop(L, 1);  /* pop PREFETCH */
+  pushcut(L);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);  /* pop CUT */
+}
+
+
+/*
 ** Protected part of 'ur_prefetch_after' and 'ur_prefetch_sweep' (1:
 ** the searchers; 2: the job, light userdata, or NULL: every finished
 ** prefetch not expanded yet; 3: true if the caller is a synchronous
@@ -303,26 +434,29 @@ static int startall (lua_State *L) {
     startnames(L, pf, job, base, spare);
   else {  /* the finished ones, each kept on the stack meanwhile */
     luaL_checkstack(L, MAXNAMES + 2, "prefetch");
-    lua_pushnil(L);
-    while (lua_next(L, 3)) {
-      pfentry *e = (pfentry *)lua_touserdata(L, -1);
-      e->busy = 0;  /* (left over if an earlier sweep raised) */
-      if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
-          n < MAXNAMES && ur_exec_isdone(e->job)) {
-        e->busy = 1;  /* (trimming drops no job of 'todo') */
-        todo[n++] = e;
-        lua_insert(L, -2);  /* entry stays, below the key */
+    if (pf->rescan) {  /* (an earlier sweep raised) */
+      n = scanall(L, todo);
+      pf->cut = 0;
+    }
+    else {
+      n = listed(L, todo);  /* those done since the last sweep */
+      if (pf->cut && pf->n < MAXNAMES) {  /* room for names cut short */
+        n += cutshort(L, todo + n);
+        pf->cut = 0;
       }
-      else
-        lua_pop(L, 1);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    for (i = 0; i < n; i++) {  /* one cut short is expanded later */
-      if (todo[i]->job != NULL && startnames(L, pf, todo[i]->job, base,
-                                             spare))
-        todo[i]->expanded = 1;
-      todo[i]->busy = 0;
+    for (i = 0; i < n; i++) {  /* one cut short goes to CUT */
+      pfentry *e = todo[i];
+      if (e->job != NULL) {  /* (else adopted meanwhile) */
+        if (startnames(L, pf, e->job, base, spare))
+          e->expanded = 1;
+        else
+          cutentry(L, e);
+      }
+      e->busy = 0;
     }
+    pf->rescan = 0;
   }
   pf->starting = 0;
   return 0;
@@ -341,8 +475,11 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
   lua_pushboolean(L, spare);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
     lua_pop(L, 1);  /* pop the error */
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
-      ((pfstate *)lua_touserdata(L, -1))->starting = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA) {
+      pfstate *pf = (pfstate *)lua_touserdata(L, -1);
+      pf->starting = 0;
+      pf->rescan = 1;  /* (the jobs it took may not be expanded yet) */
+    }
     lua_pop(L, 1);
   }
 }

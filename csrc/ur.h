@@ -160,6 +160,8 @@ struct ur_job {
   int q;                      /* the queue it is in, when UR_QUEUED */
   ur_job *next;               /* queue link, or running-list link */
   uv_async_t *async;          /* completion signal, or NULL (sync) */
+  ur_job *pfnext, *pfprev;    /* the list of done prefetches to sweep */
+  int pflisted;               /* it is in that list */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
   int delivered;              /* its completion reached the scheduler */
@@ -337,6 +339,9 @@ int ur_exec_submitdetached (ur_job *job);
 /* take back the first queued prefetch job of 'owner' (see
    'ur_exec_takeback'), or NULL if none */
 ur_job *ur_exec_takeprefetch (const void *owner);
+/* take up to 'max' of the done prefetches of 'owner' that found names
+   and were not taken yet (a sweep expands them); returns how many */
+int ur_exec_takeswept (const void *owner, ur_job **out, int max);
 /* somebody waits for 'job' now: it goes before every prefetch */
 void ur_exec_promote (ur_job *job);
 /* wait for 'job', running queued prefetch jobs of its owner meanwhile */
