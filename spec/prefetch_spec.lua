@@ -404,6 +404,26 @@ print(one(), counts())
                  budget(size - 1))
   end)
 
+  -- files of a two-level tree: P.."r" names P.."b1".."bN" (in a
+  -- function, not run), each of which names M modules P.."cB_C"
+  -- ("return 0")
+  local function tree(p, n, m)
+    local files, rb = {}, {}
+    for b = 1, n do
+      rb[#rb + 1] = ("require '%sb%d'"):format(p, b)
+      local rc = {}
+      for c = 1, m do
+        rc[#rc + 1] = ("require '%sc%d_%d'"):format(p, b, c)
+        files[("%sc%d_%d.lua"):format(p, b, c)] = "return 0"
+      end
+      files[("%sb%d.lua"):format(p, b)] =
+        "return function()\n" .. table.concat(rc, "\n") .. "\nend"
+    end
+    files[p .. "r.lua"] =
+      "return function()\n" .. table.concat(rb, "\n") .. "\nend"
+    return files
+  end
+
   it("expands later, in the order needed, what a full table cut short",
      function()
     -- pf_nr names pf_nb1..10, each of which names 26 modules: 270
@@ -412,20 +432,8 @@ print(one(), counts())
     -- needs them: pf_nb1's first, so pf_nb10's last 14 wait for room
     -- (unordered, the one cut short would be any: pf_nc10_26 would
     -- likely be prefetched), and start once adoptions made room.
-    local files = { ["pf_nx1.lua"] = "return 1", ["pf_nx2.lua"] = "return 2" }
-    local rb = {}
-    for b = 1, 10 do
-      rb[#rb + 1] = ("require 'pf_nb%d'"):format(b)
-      local rc = {}
-      for c = 1, 26 do
-        rc[#rc + 1] = ("require 'pf_nc%d_%d'"):format(b, c)
-        files[("pf_nc%d_%d.lua"):format(b, c)] = "return 0"
-      end
-      files[("pf_nb%d.lua"):format(b)] =
-        "return function()\n" .. table.concat(rc, "\n") .. "\nend"
-    end
-    files["pf_nr.lua"] =
-      "return function()\n" .. table.concat(rb, "\n") .. "\nend"
+    local files = tree("pf_n", 10, 26)
+    files["pf_nx1.lua"], files["pf_nx2.lua"] = "return 1", "return 2"
     H.files(s.dir, files)
     local out = child([[
 require "pf_nr"
@@ -456,20 +464,8 @@ print(counts())
     -- entries the outer sweep holds) and makes another such object.
     -- Before the sweep held its entries and refused to nest, this
     -- crashed in most runs.
-    local files = { ["pf_ux.lua"] = "return 1" }
-    local rb = {}
-    for b = 1, 6 do
-      rb[#rb + 1] = ("require 'pf_ub%d'"):format(b)
-      local rc = {}
-      for c = 1, 60 do
-        rc[#rc + 1] = ("require 'pf_uc%d_%d'"):format(b, c)
-        files[("pf_uc%d_%d.lua"):format(b, c)] = "return 0"
-      end
-      files[("pf_ub%d.lua"):format(b)] =
-        "return function()\n" .. table.concat(rc, "\n") .. "\nend"
-    end
-    files["pf_ur.lua"] =
-      "return function()\n" .. table.concat(rb, "\n") .. "\nend"
+    local files = tree("pf_u", 6, 60)
+    files["pf_ux.lua"] = "return 1"
     for k = 1, 300 do
       files[("pf_uq%d.lua"):format(k)] =
         ("return function() require 'pf_uz%d' end"):format(k)
