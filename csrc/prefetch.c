@@ -326,22 +326,29 @@ static void pushcut (lua_State *L) {
 
 
 /*
-** As 'scanall', for the entries in CUT (emptied: those cut short again
-** go back in).  There is room for some of their names now.
+** As 'scanall', for the entries in CUT, at most 'max': there is room for
+** some of their names now.  Each one taken (or gone) leaves CUT; those
+** cut short again go back in.  Sets '*left' if CUT still holds some.
 */
-static int cutshort (lua_State *L, pfentry **todo) {
+static int cutshort (lua_State *L, pfentry **todo, int max, int *left) {
   int n = 0;
+  *left = 0;
   pushcut(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     pfentry *e = NULL;
     lua_pop(L, 1);
+    if (n == max) {  /* no room in 'todo': the rest wait */
+      lua_pop(L, 1);  /* pop the key */
+      *left = 1;
+      break;
+    }
     if (lua_getfield(L, 3, lua_tostring(L, -1)) == LUA_TUSERDATA)
       e = (pfentry *)lua_touserdata(L, -1);
     lua_pushvalue(L, -2);
     lua_pushnil(L);
     lua_rawset(L, -5);  /* CUT[name] = nil */
-    if (e != NULL && e->job != NULL && !e->expanded && n < MAXNAMES) {
+    if (e != NULL && e->job != NULL && !e->expanded) {
       e->busy = 1;
       todo[n++] = e;
       lua_rotate(L, -3, 1);  /* entry below CUT and the key */
@@ -433,17 +440,15 @@ static int startall (lua_State *L) {
   if (job != NULL)
     startnames(L, pf, job, base, spare);
   else {  /* the finished ones, each kept on the stack meanwhile */
-    luaL_checkstack(L, MAXNAMES + 2, "prefetch");
+    luaL_checkstack(L, MAXNAMES + 8, "prefetch");
     if (pf->rescan) {  /* (an earlier sweep raised) */
       n = scanall(L, todo);
       pf->cut = 0;
     }
     else {
       n = listed(L, todo);  /* those done since the last sweep */
-      if (pf->cut && pf->n < MAXNAMES) {  /* room for names cut short */
-        n += cutshort(L, todo + n);
-        pf->cut = 0;
-      }
+      if (pf->cut && pf->n < MAXNAMES)  /* room for names cut short */
+        n += cutshort(L, todo + n, MAXNAMES - n, &pf->cut);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
     for (i = 0; i < n; i++) {  /* one cut short goes to CUT */
