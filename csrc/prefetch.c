@@ -43,7 +43,6 @@
 typedef struct pfstate {
   int on;
   int starting;  /* a 'startall' runs: a nested one returns at once */
-  int cut;       /* CUT is not empty */
   int rescan;    /* a sweep raised: the next looks at every entry */
   int n;  /* entries in PREFETCH */
   size_t budget;
@@ -62,7 +61,6 @@ typedef struct pfentry {
 
 static const char PFKEY = 'p';  /* registry: the prefetch record */
 
-static void pushcut (lua_State *L);
 extern const char ur_key_loading;  /* load.c: LOADING */
 
 
@@ -279,12 +277,20 @@ static int bykey (const void *pa, const void *pb) {
 }
 
 
+/* push CUT */
+static void pushcut (lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
+  lua_getiuservalue(L, -1, 2);
+  lua_remove(L, -2);
+}
+
+
 /*
 ** The entries of PREFETCH (at 3) to expand: finished, with names, not
 ** expanded yet; each pushed (kept from collection) and marked busy (no
-** trimming drops it).  Every entry is looked at: after a sweep that
-** raised, or when there is room for names a full table cut short.
-** Returns how many, in 'todo'.
+** trimming drops it).  Every entry is looked at, after a sweep that
+** raised (the jobs it took off the executor's list, and CUT, may not
+** all have been seen to).  Returns how many, in 'todo'.
 */
 static int scanall (lua_State *L, pfentry **todo) {
   int n = 0;
@@ -317,22 +323,13 @@ static int scanall (lua_State *L, pfentry **todo) {
 }
 
 
-/* push CUT */
-static void pushcut (lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
-  lua_getiuservalue(L, -1, 2);
-  lua_remove(L, -2);
-}
-
-
 /*
-** As 'scanall', for the entries in CUT, at most 'max': there is room for
-** some of their names now.  Each one taken (or gone) leaves CUT; those
-** cut short again go back in.  Sets '*left' if CUT still holds some.
+** As 'scanall', for the entries in CUT, at most 'max' (PREFETCH has room
+** for some of their names now).  Each one taken (or gone) leaves CUT;
+** those cut short again go back in.
 */
-static int cutshort (lua_State *L, pfentry **todo, int max, int *left) {
+static int cutshort (lua_State *L, pfentry **todo, int max) {
   int n = 0;
-  *left = 0;
   pushcut(L);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -340,7 +337,6 @@ static int cutshort (lua_State *L, pfentry **todo, int max, int *left) {
     lua_pop(L, 1);
     if (n == max) {  /* no room in 'todo': the rest wait */
       lua_pop(L, 1);  /* pop the key */
-      *left = 1;
       break;
     }
     if (lua_getfield(L, 3, lua_tostring(L, -1)) == LUA_TUSERDATA)
@@ -400,8 +396,6 @@ static void cutentry (lua_State *L, pfentry *e) {
   size_t len = strlen(e->job->name);
   if (len > UR_MAXPFNAME) return;  /* (never: the scanner's bound) */
   memcpy(name, e->job->name, len + 1);
-  getpf(L)->cut = 1;
-  lua_pop(L, 1);  /* pop PREFETCH */
   pushcut(L);
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, name);
@@ -441,14 +435,12 @@ static int startall (lua_State *L) {
     startnames(L, pf, job, base, spare);
   else {  /* the finished ones, each kept on the stack meanwhile */
     luaL_checkstack(L, MAXNAMES + 8, "prefetch");
-    if (pf->rescan) {  /* (an earlier sweep raised) */
+    if (pf->rescan)  /* (an earlier sweep raised) */
       n = scanall(L, todo);
-      pf->cut = 0;
-    }
     else {
       n = listed(L, todo);  /* those done since the last sweep */
-      if (pf->cut && pf->n < MAXNAMES)  /* room for names cut short */
-        n += cutshort(L, todo + n, MAXNAMES - n, &pf->cut);
+      if (pf->n < MAXNAMES)  /* room for names cut short, if any */
+        n += cutshort(L, todo + n, MAXNAMES - n);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
     for (i = 0; i < n; i++) {  /* one cut short goes to CUT */
