@@ -48,4 +48,112 @@ end
 function C.mode(path) return C.stat("%a", path) end
 function C.owner(path) return C.stat("%U", path) end
 
+-- The tail of every program: the loop is run dry and clean (no import
+-- in flight, no handle); then, unless told not to, the cache counters.
+C.CLEAN = [[
+require("uvrequire").run()
+local info = require("uvrequire").loopinfo()
+assert(info.jobs == 0 and info.handles == 0,
+       ("loop not clean: %d jobs, %d handles"):format(info.jobs,
+                                                      info.handles))
+]]
+C.STATS = [[
+local s = require("uvrequire.core").cachestats()
+print(("STATS %d %d %d"):format(s.hits, s.misses, s.writes))
+]]
+
+--- The command that runs prog.lua in `dir`, with "./?.lua" first on
+-- the path (chunk names "./m1.lua") and `env` (a string of VAR=value
+-- words, or env(1) options) set.
+function C.command(dir, env)
+  return ("cd '%s' && env %s LUA_PATH='./?.lua;%s/lua/?.lua;;' " ..
+          "LUA_CPATH='%s/build/?.so;;' timeout 60 lua5.4 prog.lua 2>&1")
+         :format(dir, env or "", H.ROOT, H.ROOT)
+end
+
+--- Run `src` as `dir`/prog.lua, ending with the loop clean and the
+-- counters "STATS <hits> <misses> <writes>".  Returns its output
+-- (without that line) and the counters {hits, misses, writes} (nil with
+-- opts.nostats).  The child must exit 0.
+function C.run(dir, env, src, opts)
+  opts = opts or {}
+  H.write(dir .. "/prog.lua", src .. "\n" .. C.CLEAN ..
+                              (opts.nostats and "" or C.STATS))
+  local p = assert(io.popen(C.command(dir, env)))
+  local out = p:read("a")
+  local ok = p:close()
+  assert(ok, "child failed:\n" .. out)
+  if opts.nostats then return out end
+  local h, m, w = out:match("STATS (%d+) (%d+) (%d+)\n$")
+  assert(h, "no stats in:\n" .. out)
+  return out:gsub("STATS [^\n]*\n$", ""),
+         { tonumber(h), tonumber(m), tonumber(w) }
+end
+
+--- The cases of an entry or a directory the cache must leave alone
+-- (writable by others, owned by another user, a symlink), whoever
+-- imports: a list of { description, function } for `it`.  `state()`
+-- gives the case's scratch dir, cache and env (C.scratch's);
+-- `prog(names)` is the program importing `names`; `want(names,
+-- values)` what it prints when none came from the cache; `pending`
+-- the spec's own (busted's functions are the spec file's).
+function C.leftalone(state, prog, want, pending)
+  local run, entries, sh = C.run, C.entries, H.sh
+  local assert = require "luassert"  -- (a module's 'assert' is Lua's)
+  return {
+    { "leaves alone entries that are writable by others", function()
+      local dir, cache, env = state()
+      run(dir, env, prog({ "m1" }))
+      local entry = cache .. "/" .. entries(cache)[1]
+      local good = H.readfile(entry)
+      sh("chmod 666 '" .. entry .. "'")
+      local out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.same({ 0, 1, 0 }, s)  -- neither read nor written
+      assert.equals("666", C.mode(entry))
+      assert.equals(good, H.readfile(entry))
+    end },
+    { "leaves alone a directory writable by others", function()
+      local dir, cache, env = state()
+      run(dir, env, prog({ "m1" }))
+      sh("chmod 777 '" .. cache .. "'")
+      local out, s = run(dir, env, prog({ "m1", "m2" }))
+      assert.equals(want({ "m1", "m2" }, { "one", "two" }), out)
+      assert.same({ 0, 2, 0 }, s)
+      assert.equals(1, #entries(cache))
+    end },
+    { "leaves alone entries and directories another user owns", function()
+      local dir, cache, env = state()
+      if not H.isroot() then
+        pending("needs root to chown")
+        return
+      end
+      run(dir, env, prog({ "m1" }))
+      local entry = cache .. "/" .. entries(cache)[1]
+      sh("chown nobody '" .. entry .. "'")
+      local out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.same({ 0, 1, 0 }, s)
+      assert.equals("nobody", C.owner(entry))
+      sh("chown nobody '" .. cache .. "'")
+      out, s = run(dir, env, prog({ "m1", "m2" }))
+      assert.equals(want({ "m1", "m2" }, { "one", "two" }), out)
+      assert.same({ 0, 2, 0 }, s)
+      assert.equals(1, #entries(cache))
+    end },
+    { "never follows a symlink for an entry", function()
+      local dir, cache, env = state()
+      run(dir, env, prog({ "m1" }))
+      local entry = cache .. "/" .. entries(cache)[1]
+      sh(("mv '%s' '%s/real' && ln -s '%s/real' '%s'")
+         :format(entry, dir, dir, entry))
+      local out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.same({ 0, 1, 0 }, s)
+      assert.equals("link", sh("test -L '" .. entry .. "' && echo link")
+                              :match("%a+"))
+    end },
+  }
+end
+
 return C

@@ -21,49 +21,11 @@ local C = require "cache_helper"
 
 local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
 
-local ROOT, sh, isroot = H.ROOT, H.sh, H.isroot
+local sh = H.sh
 
 local readfile = H.readfile
 
--- The tail of every program: the loop is clean, then (unless told not
--- to) the counters.
-local CLEAN = [[
-require("uvrequire").run()
-local info = require("uvrequire").loopinfo()
-assert(info.jobs == 0 and info.handles == 0,
-       ("loop not clean: %d jobs, %d handles"):format(info.jobs,
-                                                      info.handles))
-]]
-local STATS = [[
-local s = require("uvrequire.core").cachestats()
-print(("STATS %d %d %d"):format(s.hits, s.misses, s.writes))
-]]
-
--- The command that runs prog.lua in `dir` with `env` (a string of
--- VAR=value words, or env(1) options).
-local function command(dir, env)
-  return ("cd '%s' && env %s LUA_PATH='./?.lua;%s/lua/?.lua;;' " ..
-          "LUA_CPATH='%s/build/?.so;;' timeout 60 lua5.4 prog.lua 2>&1")
-         :format(dir, env or "", ROOT, ROOT)
-end
-
--- Run `src` as `dir`/prog.lua.  Returns its output (without the STATS
--- line) and its counters {hits, misses, writes} (nil with
--- opts.nostats).  The child must exit 0.
-local function run(dir, env, src, opts)
-  opts = opts or {}
-  H.write(dir .. "/prog.lua", src .. "\n" .. CLEAN ..
-                              (opts.nostats and "" or STATS))
-  local p = assert(io.popen(command(dir, env)))
-  local out = p:read("a")
-  local ok = p:close()
-  assert(ok, "child failed:\n" .. out)
-  if opts.nostats then return out end
-  local h, m, w = out:match("STATS (%d+) (%d+) (%d+)\n$")
-  assert(h, "no stats in:\n" .. out)
-  return out:gsub("STATS [^\n]*\n$", ""),
-         { tonumber(h), tonumber(m), tonumber(w) }
-end
+local run, command = C.run, C.command
 
 -- Run `src` with stock `require`: plain lua5.4, no uvrequire at all
 -- (the same paths; UVREQUIRE_CACHE is irrelevant).  Returns its output.
@@ -131,7 +93,7 @@ local module = C.module
 
 local entries = C.entries
 
-local stat, mode, owner = C.stat, C.mode, C.owner
+local mode = C.mode
 
 -- {{{ The content hash of cache format 2 (csrc/cache.c, 'ur_hash'):
 -- 8 bytes a step (a multiply and a rotate), the length, MurmurHash3's
@@ -319,57 +281,12 @@ p:close()
     try("junk" .. good:sub(5))                  -- bad magic
   end)
 
-  it("leaves alone entries that are writable by others", function()
-    run(dir, env, top({ "m1" }))
-    local entry = cache .. "/" .. entries(cache)[1]
-    local good = readfile(entry)
-    sh("chmod 666 '" .. entry .. "'")
-    local out, s = run(dir, env, top({ "m1" }))
-    assert.equals(expected({ "m1" }, { "one" }, false), out)
-    assert.same({ 0, 1, 0 }, s)  -- neither read nor written
-    assert.equals("666", mode(entry))
-    assert.equals(good, readfile(entry))
-  end)
-
-  it("leaves alone a directory writable by others", function()
-    run(dir, env, top({ "m1" }))
-    sh("chmod 777 '" .. cache .. "'")
-    local out, s = run(dir, env, top({ "m1", "m2" }))
-    assert.equals(expected({ "m1", "m2" }, { "one", "two" }, false), out)
-    assert.same({ 0, 2, 0 }, s)
-    assert.equals(1, #entries(cache))
-  end)
-
-  it("leaves alone entries and directories another user owns", function()
-    if not isroot() then
-      pending("needs root to chown")
-      return
-    end
-    run(dir, env, top({ "m1" }))
-    local entry = cache .. "/" .. entries(cache)[1]
-    sh("chown nobody '" .. entry .. "'")
-    local out, s = run(dir, env, top({ "m1" }))
-    assert.equals(expected({ "m1" }, { "one" }, false), out)
-    assert.same({ 0, 1, 0 }, s)
-    assert.equals("nobody", owner(entry))
-    sh("chown nobody '" .. cache .. "'")
-    out, s = run(dir, env, top({ "m1", "m2" }))
-    assert.equals(expected({ "m1", "m2" }, { "one", "two" }, false), out)
-    assert.same({ 0, 2, 0 }, s)
-    assert.equals(1, #entries(cache))
-  end)
-
-  it("never follows a symlink for an entry", function()
-    run(dir, env, top({ "m1" }))
-    local entry = cache .. "/" .. entries(cache)[1]
-    sh(("mv '%s' '%s/real' && ln -s '%s/real' '%s'")
-       :format(entry, dir, dir, entry))
-    local out, s = run(dir, env, top({ "m1" }))
-    assert.equals(expected({ "m1" }, { "one" }, false), out)
-    assert.same({ 0, 1, 0 }, s)
-    assert.equals("link", sh("test -L '" .. entry .. "' && echo link")
-                            :match("%a+"))
-  end)
+  for _, case in ipairs(C.leftalone(
+      function() return dir, cache, env end, top,
+      function(names, values) return expected(names, values, false) end,
+      pending)) do
+    it(case[1], case[2])
+  end
 
   it("loads, and writes nothing, when the cache directory is unusable",
      function()
@@ -584,7 +501,7 @@ print(select(2, pcall(require, "syn")))
       H.write(dir .. "/c" .. i .. ".lua", module(values[i]))
     end
     local src = top(names)
-    H.write(dir .. "/prog.lua", src .. "\n" .. CLEAN)
+    H.write(dir .. "/prog.lua", src .. "\n" .. C.CLEAN)
     sh(("cd '%s' && for i in 1 2 3 4 5 6; do (%s) >out$i.txt & done; " ..
         "wait"):format(dir, command(dir, env)))
     -- (a process may hit what another wrote first: the values count)
