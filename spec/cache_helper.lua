@@ -90,17 +90,48 @@ function C.run(dir, env, src, opts)
          { tonumber(h), tonumber(m), tonumber(w) }
 end
 
---- The cases of an entry or a directory the cache must leave alone
--- (writable by others, owned by another user, a symlink), whoever
--- imports: a list of { description, function } for `it`.  `state()`
+--- The cases both cache specs run, whoever imports (a task, the top
+-- level): a changed source is compiled again; an entry or a directory
+-- writable by others, owned by another user, or a symlink is left
+-- alone.  A list of { description, function } for `it`.  `state()`
 -- gives the case's scratch dir, cache and env (C.scratch's);
--- `prog(names)` is the program importing `names`; `want(names,
--- values)` what it prints when none came from the cache; `pending`
--- the spec's own (busted's functions are the spec file's).
-function C.leftalone(state, prog, want, pending)
+-- `prog(names)` is the program importing `names`; `want(names, values,
+-- cached)` what it prints, the modules all from the cache or none;
+-- `pending` the spec's own (busted's functions are the spec file's).
+function C.cases(state, prog, want, pending)
   local run, entries, sh = C.run, C.entries, H.sh
   local assert = require "luassert"  -- (a module's 'assert' is Lua's)
   return {
+    { "recompiles a source whose content, size or mtime changed",
+      function()
+      local dir, _, env = state()
+      run(dir, env, prog({ "m1" }))
+      -- same size, same mtime (to the ns), other content
+      sh(("cp -p '%s/m1.lua' '%s/ref'"):format(dir, dir))
+      H.write(dir .. "/m1.lua", C.module("ONE"))
+      sh(("touch -r '%s/ref' '%s/m1.lua'"):format(dir, dir))
+      assert.equals(sh("stat -c '%s %y' " .. dir .. "/ref"),
+                    sh("stat -c '%s %y' " .. dir .. "/m1.lua"))
+      local out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "ONE" }, false), out)
+      assert.same({ 0, 1, 1 }, s)
+      out, s = run(dir, env, prog({ "m1" }))  -- the rewritten entry
+      assert.equals(want({ "m1" }, { "ONE" }, true), out)
+      assert.same({ 1, 0, 0 }, s)
+      -- other size
+      H.write(dir .. "/m1.lua", C.module("uno!"))
+      out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "uno!" }, false), out)
+      assert.same({ 0, 1, 1 }, s)
+      -- only the mtime
+      sh(("touch -d '2001-02-03 04:05:06.789' '%s/m1.lua'"):format(dir))
+      out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "uno!" }, false), out)
+      assert.same({ 0, 1, 1 }, s)
+      out, s = run(dir, env, prog({ "m1" }))
+      assert.equals(want({ "m1" }, { "uno!" }, true), out)
+      assert.same({ 1, 0, 0 }, s)
+    end },
     { "leaves alone entries that are writable by others", function()
       local dir, cache, env = state()
       run(dir, env, prog({ "m1" }))
@@ -108,7 +139,7 @@ function C.leftalone(state, prog, want, pending)
       local good = H.readfile(entry)
       sh("chmod 666 '" .. entry .. "'")
       local out, s = run(dir, env, prog({ "m1" }))
-      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.equals(want({ "m1" }, { "one" }, false), out)
       assert.same({ 0, 1, 0 }, s)  -- neither read nor written
       assert.equals("666", C.mode(entry))
       assert.equals(good, H.readfile(entry))
@@ -118,7 +149,7 @@ function C.leftalone(state, prog, want, pending)
       run(dir, env, prog({ "m1" }))
       sh("chmod 777 '" .. cache .. "'")
       local out, s = run(dir, env, prog({ "m1", "m2" }))
-      assert.equals(want({ "m1", "m2" }, { "one", "two" }), out)
+      assert.equals(want({ "m1", "m2" }, { "one", "two" }, false), out)
       assert.same({ 0, 2, 0 }, s)
       assert.equals(1, #entries(cache))
     end },
@@ -132,12 +163,12 @@ function C.leftalone(state, prog, want, pending)
       local entry = cache .. "/" .. entries(cache)[1]
       sh("chown nobody '" .. entry .. "'")
       local out, s = run(dir, env, prog({ "m1" }))
-      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.equals(want({ "m1" }, { "one" }, false), out)
       assert.same({ 0, 1, 0 }, s)
       assert.equals("nobody", C.owner(entry))
       sh("chown nobody '" .. cache .. "'")
       out, s = run(dir, env, prog({ "m1", "m2" }))
-      assert.equals(want({ "m1", "m2" }, { "one", "two" }), out)
+      assert.equals(want({ "m1", "m2" }, { "one", "two" }, false), out)
       assert.same({ 0, 2, 0 }, s)
       assert.equals(1, #entries(cache))
     end },
@@ -148,7 +179,7 @@ function C.leftalone(state, prog, want, pending)
       sh(("mv '%s' '%s/real' && ln -s '%s/real' '%s'")
          :format(entry, dir, dir, entry))
       local out, s = run(dir, env, prog({ "m1" }))
-      assert.equals(want({ "m1" }, { "one" }), out)
+      assert.equals(want({ "m1" }, { "one" }, false), out)
       assert.same({ 0, 1, 0 }, s)
       assert.equals("link", sh("test -L '" .. entry .. "' && echo link")
                               :match("%a+"))

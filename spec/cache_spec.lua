@@ -56,31 +56,6 @@ describe("bytecode cache", function()
     assert.same({ 2, 0, 0 }, s)
   end)
 
-  it("recompiles a source whose content, size or mtime changed", function()
-    run(dir, env, importer({ "m1" }))
-    -- same size, same mtime (to the ns), other content
-    sh(("cp -p '%s/m1.lua' '%s/ref'"):format(dir, dir))
-    H.write(dir .. "/m1.lua", module("ONE"))
-    sh(("touch -r '%s/ref' '%s/m1.lua'"):format(dir, dir))
-    assert.equals(sh("stat -c '%s %y' " .. dir .. "/ref"),
-                  sh("stat -c '%s %y' " .. dir .. "/m1.lua"))
-    local out, s = run(dir, env, importer({ "m1" }))
-    assert.equals("m1\tONE\n", out)
-    assert.same({ 0, 1, 1 }, s)
-    -- other size
-    H.write(dir .. "/m1.lua", module("uno!"))
-    out, s = run(dir, env, importer({ "m1" }))
-    assert.equals("m1\tuno!\n", out)
-    assert.same({ 0, 1, 1 }, s)
-    -- only the mtime
-    sh(("touch -d '2001-02-03 04:05:06.789' '%s/m1.lua'"):format(dir))
-    out, s = run(dir, env, importer({ "m1" }))
-    assert.equals("m1\tuno!\n", out)
-    assert.same({ 0, 1, 1 }, s)
-    out, s = run(dir, env, importer({ "m1" }))
-    assert.same({ 1, 0, 0 }, s)
-  end)
-
   it("falls back to the source from a truncated or corrupt entry", function()
     run(dir, env, importer({ "m1" }))
     local entry = cache .. "/" .. entries(cache)[1]
@@ -107,9 +82,9 @@ describe("bytecode cache", function()
     try("junk" .. good:sub(5))                  -- bad magic
   end)
 
-  for _, case in ipairs(C.leftalone(
+  for _, case in ipairs(C.cases(
       function() return dir, cache, env end, importer,
-      function(names, values)
+      function(names, values)  -- (a task's import prints no CACHED line)
         local t = {}
         for i, n in ipairs(names) do t[i] = n .. "\t" .. values[i] .. "\n" end
         return table.concat(t)
