@@ -82,14 +82,20 @@ static ur_job *pfready;       /* prefetches that found names, done, not
                                  unlinks one freed before that) */
 static uv_async_t *pfwake;    /* signalled when a prefetch that found
                                  names is done, or NULL */
+static size_t pfheld;         /* bytes of bytecode that done prefetches,
+                                 not adopted or released yet, hold (all
+                                 owners': 'ur_exec_pfheld') */
 
 static void flushatexit (void);
 
 
-/* a prefetch that found names is done: list it for its sweep (lock
-   held) */
+/* a prefetch is done: count its bytecode as held and, if it found
+   names, list it for its sweep (lock held) */
 static void pflist (ur_job *job) {
-  if (!job->isprefetch || job->nprefetch == 0) return;
+  if (!job->isprefetch) return;
+  pfheld += job->codelen;
+  job->pfheld = 1;
+  if (job->nprefetch == 0) return;
   job->pfprev = NULL;
   job->pfnext = pfready;
   if (pfready != NULL) pfready->pfprev = job;
@@ -98,8 +104,13 @@ static void pflist (ur_job *job) {
 }
 
 
-/* take 'job' off the list of 'pflist' (lock held) */
+/* take 'job' off the list of 'pflist', and its bytecode off the count
+   (lock held) */
 static void pfunlist (ur_job *job) {
+  if (job->pfheld) {
+    pfheld -= job->codelen;
+    job->pfheld = 0;
+  }
   if (!job->pflisted) return;
   if (job->pfprev != NULL) job->pfprev->pfnext = job->pfnext;
   else pfready = job->pfnext;
@@ -456,6 +467,7 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
   uv_mutex_lock(&lock);
   job->async = async;
   job->isprefetch = 0;  /* (a prefetch adopted: an import now) */
+  pfunlist(job);  /* (its sweep never comes: 'ur_exec_takeswept') */
   done = (job->state == UR_DONE);
   uv_mutex_unlock(&lock);
   return done;
@@ -622,6 +634,29 @@ void ur_exec_runhere (ur_job *job) {
   pflist(job);
   uv_cond_broadcast(&done_cond);  /* as a worker does */
   uv_mutex_unlock(&lock);
+}
+
+
+/* see ur.h */
+size_t ur_exec_pfheld (void) {
+  size_t n;
+  if (!ready) return 0;
+  uv_mutex_lock(&lock);
+  n = pfheld;
+  uv_mutex_unlock(&lock);
+  return n;
+}
+
+
+/* see ur.h */
+int ur_exec_hasswept (const void *owner) {
+  ur_job *job;
+  if (!ready) return 0;
+  uv_mutex_lock(&lock);
+  for (job = pfready; job != NULL && job->owner != owner; job = job->pfnext)
+    ;
+  uv_mutex_unlock(&lock);
+  return job != NULL;
 }
 
 

@@ -22,8 +22,9 @@
 ** PREFETCH (the uservalue of the state's prefetch record, in the
 ** registry): name -> entry, a userdata owning the job (its __gc
 ** releases it), with the path searched as its uservalue.  CUT (the
-** record's second uservalue): name -> true, the entries whose names a
-** full PREFETCH cut short, to expand when there is room.  Bounds,
+** record's second uservalue): name -> entry, the entries whose names a
+** full PREFETCH cut short, to expand from where they stopped once
+** CUTBATCH names have room.  Bounds,
 ** checked whenever a prefetch starts: at most MAXNAMES entries (no more
 ** start beyond), and the bytecode of the finished ones under 'budget'
 ** bytes (the oldest go first).
@@ -36,6 +37,7 @@
 
 
 #define MAXNAMES     256
+#define CUTBATCH     16   /* room that makes a sweep look at CUT */
 #define BUDGET       (32 * 1024 * 1024)  /* bytes of bytecode held */
 
 
@@ -45,6 +47,8 @@ typedef struct pfstate {
   int starting;  /* a 'startall' runs: a nested one returns at once */
   int rescan;    /* a sweep raised: the next looks at every entry */
   int n;  /* entries in PREFETCH */
+  int ncut;  /* entries in CUT */
+  const void *owner;  /* the state's runtime, once a prefetch started */
   size_t budget;
   lua_Integer seq;  /* last entry's number: lower is older */
   lua_Integer submitted, adopted, dropped;
@@ -55,11 +59,20 @@ typedef struct pfentry {
   ur_job *job;  /* owned; NULL once adopted or dropped */
   lua_Integer seq;
   int expanded;  /* the names its job found were prefetched */
-  int busy;      /* its names are being prefetched now: keep its job */
+  int nextname;  /* the first of those names not seen to yet */
+  int incut;     /* it is in CUT */
+  int busy;      /* a sweep holds it: nobody adopts or frees its job */
 } pfentry;
+
+/* an entry a sweep holds: marked busy, kept on the stack at 'at' */
+typedef struct pfitem {
+  pfentry *e;
+  int at;
+} pfitem;
 
 
 static const char PFKEY = 'p';  /* registry: the prefetch record */
+static const char PFMETA = 'm';  /* registry: the entries' metatable */
 
 extern const char ur_key_loading;  /* load.c: LOADING */
 
@@ -71,6 +84,18 @@ static int entry_gc (lua_State *L) {
     e->job = NULL;
   }
   return 0;
+}
+
+
+/* push the metatable of the entries (made on first use: may raise) */
+static void pushentrymeta (lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFMETA) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, entry_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &PFMETA);  /* pops the copy */
 }
 
 
@@ -110,7 +135,8 @@ static pfstate *getpf (lua_State *L) {
 
 
 /* drop the entry of 'name' (key at the top, popped) from PREFETCH at
-   't', releasing its job now */
+   't', releasing its job now (a busy one's: at its __gc, once the
+   sweep that holds it lets go) */
 static void dropentry (lua_State *L, int t, pfstate *pf) {
   pfentry *e;
   t = lua_absindex(L, t);
@@ -121,7 +147,7 @@ static void dropentry (lua_State *L, int t, pfstate *pf) {
   lua_pushnil(L);
   lua_rawset(L, t);  /* pops the key */
   if (e != NULL) pf->n--;
-  if (e != NULL && e->job != NULL) {
+  if (e != NULL && e->job != NULL && !e->busy) {
     ur_exec_release(e->job);
     e->job = NULL;
     pf->dropped++;
@@ -158,10 +184,13 @@ static void survey (lua_State *L, int t, int doneonly, int *n,
 
 
 /* keep the bytecode that PREFETCH at 't' holds within the budget:
-   the oldest finished entries go first */
+   the oldest finished entries go first.  The executor's count of every
+   state's held bytes bounds this state's: under the budget, no entry
+   needs a look */
 static void trimbytes (lua_State *L, int t, pfstate *pf) {
   int n;
   size_t bytes;
+  if (ur_exec_pfheld() <= pf->budget) return;
   for (;;) {
     survey(L, t, 1, &n, &bytes);
     if (bytes <= pf->budget || lua_isnil(L, -1)) break;
@@ -200,43 +229,43 @@ static int allowed (lua_State *L, int ss) {
 /* is 'name' taken (loaded, loading, preloaded, prefetched)?  Stack:
    LOADED, LOADING, preload (or nil), PREFETCH at 'base'..'base'+3 */
 static int taken (lua_State *L, int base, const char *name) {
-  int i, t;
-  for (i = 0; i < 4; i++) {
+  int i, t = LUA_TNIL;
+  lua_pushstring(L, name);  /* made once, for the four looks */
+  for (i = 0; i < 4 && t == LUA_TNIL; i++) {
     if (!lua_istable(L, base + i)) continue;
-    lua_pushstring(L, name);
+    lua_pushvalue(L, -1);
     t = lua_rawget(L, base + i);
     lua_pop(L, 1);
-    if (t != LUA_TNIL) return 1;
   }
-  return 0;
+  lua_pop(L, 1);  /* pop the name */
+  return t != LUA_TNIL;
 }
 
 
 /*
-** Start a prefetch for each name that 'job' found and nobody has yet,
-** while PREFETCH (at 3) has room.  Stack as 'startall' sets it up:
-** 5 the path; LOADED, LOADING, preload (or nil), PREFETCH at 'base'.
-** Returns 0 if PREFETCH filled up before every name was seen to.
+** Start a prefetch for each name that 'job' found, from its name
+** 'from' on, that nobody has yet, while PREFETCH (at 3) has room.
+** Stack as 'startall' sets it up: 5 the path; LOADED, LOADING, preload
+** (or nil), PREFETCH at 'base'.  Returns the first name not seen to:
+** 'job->nprefetch' if none is left, less if PREFETCH filled up.
 */
-static int startnames (lua_State *L, pfstate *pf, ur_job *job,
+static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
                        int base, int spare) {
   const char *path = lua_tostring(L, 5);
   const void *owner = ur_runtime_get(L);
   int i;
-  for (i = 0; i < job->nprefetch; i++) {
+  pf->owner = owner;  /* (for 'ur_prefetch_sweep': it cannot allocate) */
+  for (i = from; i < job->nprefetch; i++) {
     const char *name = job->prefetch[i];
     ur_job *pj;
     pfentry *e;
     if (taken(L, base, name)) continue;
-    if (pf->n >= MAXNAMES) return 0;  /* full: the adopted make room */
+    if (pf->n >= MAXNAMES) return i;  /* full: the adopted make room */
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
     e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
-    e->job = NULL;
+    memset(e, 0, sizeof(*e));
     e->seq = ++pf->seq;
-    e->expanded = e->busy = 0;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, entry_gc);
-    lua_setfield(L, -2, "__gc");
+    pushentrymeta(L);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, -2, 1);  /* the path searched */
@@ -262,15 +291,15 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job,
     lua_setfield(L, 3, name);  /* PREFETCH[name] = entry */
     pf->n++;
   }
-  return 1;
+  return i;
 }
 
 
 /* does entry 'a' come before 'b' in the order of their keys (the order
    the Lua thread needs them: see executor.c)?  For qsort */
 static int bykey (const void *pa, const void *pb) {
-  const ur_job *a = (*(pfentry *const *)pa)->job;
-  const ur_job *b = (*(pfentry *const *)pb)->job;
+  const ur_job *a = ((const pfitem *)pa)->e->job;
+  const ur_job *b = ((const pfitem *)pb)->e->job;
   int n = a->pkeylen < b->pkeylen ? a->pkeylen : b->pkeylen;
   int c = memcmp(a->pkey, b->pkey, (size_t)n);
   return c != 0 ? c : a->pkeylen - b->pkeylen;
@@ -285,6 +314,43 @@ static void pushcut (lua_State *L) {
 }
 
 
+/* CUT[name] = the entry 'it' (busy: its job is its own), or nil, as
+   'in' says */
+static void setcut (lua_State *L, pfstate *pf, pfitem *it, int in) {
+  pushcut(L);
+  lua_pushstring(L, it->e->job->name);
+  if (in) lua_pushvalue(L, it->at);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);  /* pop CUT */
+  pf->ncut += in ? 1 : -1;
+  it->e->incut = in;
+}
+
+
+/* empty CUT, each entry told so (may raise: memory) */
+static void clearcut (lua_State *L, pfstate *pf) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
+  lua_getiuservalue(L, -1, 2);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop CUT */
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 2);
+  lua_pop(L, 1);  /* pop the record */
+  pf->ncut = 0;
+}
+
+
+/* has PREFETCH room enough that the entries in CUT are worth a look? */
+static int cutroom (pfstate *pf) {
+  return pf->ncut > 0 && MAXNAMES - pf->n >= CUTBATCH;
+}
+
+
 /*
 ** The entries of PREFETCH (at 3) to expand: finished, with names, not
 ** expanded yet; each pushed (kept from collection) and marked busy (no
@@ -292,20 +358,12 @@ static void pushcut (lua_State *L) {
 ** raised (the jobs it took off the executor's list, and CUT, may not
 ** all have been seen to).  Returns how many, in 'todo'.
 */
-static int scanall (lua_State *L, pfentry **todo) {
+static int scanall (lua_State *L, pfstate *pf, pfitem *todo) {
   int n = 0;
   ur_job *skip[MAXNAMES];
   while (ur_exec_takeswept(ur_runtime_get(L), skip, MAXNAMES) > 0)
     ;  /* (all of them are seen below) */
-  pushcut(L);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {  /* CUT emptied: all of them are seen below */
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_pushnil(L);
-    lua_rawset(L, -4);  /* (clearing a field while traversing is fine) */
-  }
-  lua_pop(L, 1);  /* pop CUT */
+  clearcut(L, pf);  /* (all of them are seen below) */
   lua_pushnil(L);
   while (lua_next(L, 3)) {
     pfentry *e = (pfentry *)lua_touserdata(L, -1);
@@ -313,8 +371,9 @@ static int scanall (lua_State *L, pfentry **todo) {
     if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
         n < MAXNAMES && ur_exec_isdone(e->job)) {
       e->busy = 1;
-      todo[n++] = e;
       lua_insert(L, -2);  /* entry stays, below the key */
+      todo[n].e = e;
+      todo[n++].at = lua_gettop(L) - 1;
     }
     else
       lua_pop(L, 1);
@@ -325,34 +384,31 @@ static int scanall (lua_State *L, pfentry **todo) {
 
 /*
 ** As 'scanall', for the entries in CUT, at most 'max' (PREFETCH has room
-** for some of their names now).  Each one taken (or gone) leaves CUT;
-** those cut short again go back in.
+** for some of their names now).  They stay in CUT until their last name
+** is seen to; an entry adopted or dropped meanwhile leaves it now.
 */
-static int cutshort (lua_State *L, pfentry **todo, int max) {
+static int cutshort (lua_State *L, pfstate *pf, pfitem *todo, int max) {
   int n = 0;
   pushcut(L);
   lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    pfentry *e = NULL;
-    lua_pop(L, 1);
-    if (n == max) {  /* no room in 'todo': the rest wait */
-      lua_pop(L, 1);  /* pop the key */
-      break;
-    }
-    if (lua_getfield(L, 3, lua_tostring(L, -1)) == LUA_TUSERDATA)
-      e = (pfentry *)lua_touserdata(L, -1);
-    lua_pushvalue(L, -2);
-    lua_pushnil(L);
-    lua_rawset(L, -5);  /* CUT[name] = nil */
-    if (e != NULL && e->job != NULL && !e->expanded) {
+  while (n < max && lua_next(L, -2)) {
+    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    if (e->job != NULL && !e->expanded) {
       e->busy = 1;
-      todo[n++] = e;
       lua_rotate(L, -3, 1);  /* entry below CUT and the key */
+      todo[n].e = e;
+      todo[n++].at = lua_gettop(L) - 2;
     }
-    else
+    else {  /* (clearing a field while traversing is fine) */
       lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushnil(L);
+      lua_rawset(L, -4);
+      e->incut = 0;
+      pf->ncut--;
+    }
   }
-  lua_pop(L, 1);  /* pop CUT */
+  lua_settop(L, lua_gettop(L) - (n < max ? 1 : 2));  /* CUT (and key) */
   return n;
 }
 
@@ -364,7 +420,7 @@ static int cutshort (lua_State *L, pfentry **todo, int max) {
 ** anything allocates: a collection step may run a __gc that requires,
 ** adopts that very entry and frees its job.
 */
-static int listed (lua_State *L, pfentry **todo) {
+static int listed (lua_State *L, pfitem *todo) {
   const void *owner = ur_runtime_get(L);
   char name[UR_MAXPFNAME + 1];
   ur_job *job;
@@ -381,25 +437,13 @@ static int listed (lua_State *L, pfentry **todo) {
     e = (pfentry *)lua_touserdata(L, -1);
     if (e->job == job && !e->expanded && ur_exec_isdone(job)) {
       e->busy = 1;
-      todo[n++] = e;  /* (the entry stays on the stack) */
+      todo[n].e = e;  /* (the entry stays on the stack) */
+      todo[n++].at = lua_gettop(L);
     }
     else
       lua_pop(L, 1);
   }
   return n;
-}
-
-
-/* CUT[name of 'e'] = true (the name copied first: see 'listed') */
-static void cutentry (lua_State *L, pfentry *e) {
-  char name[UR_MAXPFNAME + 1];
-  size_t len = strlen(e->job->name);
-  if (len > UR_MAXPFNAME) return;  /* (never: the scanner's bound) */
-  memcpy(name, e->job->name, len + 1);
-  pushcut(L);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);  /* pop CUT */
 }
 
 
@@ -415,7 +459,7 @@ static int startall (lua_State *L) {
   int spare = lua_toboolean(L, 3);
   pfstate *pf;
   int base, i, n = 0;
-  pfentry *todo[MAXNAMES];  /* entries to expand (marked busy) */
+  pfitem todo[MAXNAMES];  /* entries to expand */
   lua_settop(L, 3);
   pf = getpf(L);  /* 4: PREFETCH */
   lua_replace(L, 3);  /* 3: PREFETCH */
@@ -432,31 +476,42 @@ static int startall (lua_State *L) {
   lua_pushvalue(L, 3);
   pf->starting = 1;  /* ('callstart' clears it, even after an error) */
   if (job != NULL)
-    startnames(L, pf, job, base, spare);
+    startnames(L, pf, job, 0, base, spare);
   else {  /* the finished ones, each kept on the stack meanwhile */
     luaL_checkstack(L, MAXNAMES + 8, "prefetch");
     if (pf->rescan)  /* (an earlier sweep raised) */
-      n = scanall(L, todo);
+      n = scanall(L, pf, todo);
     else {
       n = listed(L, todo);  /* those done since the last sweep */
-      if (pf->n < MAXNAMES)  /* room for names cut short, if any */
-        n += cutshort(L, todo + n, MAXNAMES - n);
+      if (cutroom(pf))  /* room for names cut short */
+        n += cutshort(L, pf, todo + n, MAXNAMES - n);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    for (i = 0; i < n; i++) {  /* one cut short goes to CUT */
-      pfentry *e = todo[i];
-      if (e->job != NULL) {  /* (else adopted meanwhile) */
-        if (startnames(L, pf, e->job, base, spare))
-          e->expanded = 1;
-        else
-          cutentry(L, e);
-      }
+    for (i = 0; i < n; i++) {  /* (busy: each job stays its entry's) */
+      pfentry *e = todo[i].e;
+      e->nextname = startnames(L, pf, e->job, e->nextname, base, spare);
+      e->expanded = (e->nextname == e->job->nprefetch);
+      if (e->expanded == e->incut)  /* cut short: in CUT; else out */
+        setcut(L, pf, &todo[i], !e->expanded);
       e->busy = 0;
     }
     pf->rescan = 0;
   }
   pf->starting = 0;
   return 0;
+}
+
+
+/* has a sweep anything to do: prefetches done since the last, names
+   cut short and room for them, or a sweep that raised?  (Allocates
+   nothing: the loop's turn and every 'require' ask) */
+static int sweepdue (lua_State *L) {
+  pfstate *pf = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
+    pf = (pfstate *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return pf != NULL && pf->on && !pf->starting && pf->owner != NULL &&
+         (pf->rescan || cutroom(pf) || ur_exec_hasswept(pf->owner));
 }
 
 
@@ -489,12 +544,13 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
 ** starts; never raises.
 */
 void ur_prefetch_sweep (lua_State *L, int ss) {
-  callstart(L, ss, NULL, !ur_sched_cansuspend(L));
+  if (sweepdue(L)) callstart(L, ss, NULL, !ur_sched_cansuspend(L));
 }
 
 
 /* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
 void ur_prefetch_poll (lua_State *L) {
+  if (!sweepdue(L)) return;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushliteral(L, "package");
   if (lua_rawget(L, -2) == LUA_TTABLE) {
@@ -546,7 +602,7 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   }
   e = (pfentry *)lua_touserdata(L, -1);
   lua_getiuservalue(L, -1, 1);  /* the path it searched */
-  if (e->job != NULL && allowed(L, ss)) {
+  if (e->job != NULL && !e->busy && allowed(L, ss)) {
     lua_pop(L, 1);  /* (its 'package') */
     if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0) {
       pj = e->job;
@@ -573,6 +629,7 @@ static int l_setprefetch (lua_State *L) {
       lua_pushvalue(L, -1);
       dropentry(L, -3, pf);
     }
+    clearcut(L, pf);
   }
   return 0;
 }

@@ -162,6 +162,7 @@ struct ur_job {
   uv_async_t *async;          /* completion signal, or NULL (sync) */
   ur_job *pfnext, *pfprev;    /* the list of done prefetches to sweep */
   int pflisted;               /* it is in that list */
+  int pfheld;                 /* its bytecode counts in 'ur_exec_pfheld' */
   /* --- owner bookkeeping (Lua thread only) --- */
   ur_job *lnext, *lprev;      /* the runtime's list of live jobs */
   int delivered;              /* its completion reached the scheduler */
@@ -342,6 +343,11 @@ ur_job *ur_exec_takeprefetch (const void *owner);
 /* take up to 'max' of the done prefetches of 'owner' that found names
    and were not taken yet (a sweep expands them); returns how many */
 int ur_exec_takeswept (const void *owner, ur_job **out, int max);
+/* has 'owner' such prefetches to take? */
+int ur_exec_hasswept (const void *owner);
+/* bytes of bytecode that done prefetch jobs, not adopted or released
+   yet, hold: all owners' (a bound for each's) */
+size_t ur_exec_pfheld (void);
 /* somebody waits for 'job' now: it goes before every prefetch */
 void ur_exec_promote (ur_job *job);
 /* wait for 'job', running queued prefetch jobs of its owner meanwhile */

@@ -494,6 +494,40 @@ print(k > 0)
     end
   end)
 
+  it("survives a __gc that requires the module a sweep is expanding",
+     function()
+    -- The sweep expands pf_vb1..6 (done, 60 names each) and allocates
+    -- as it goes; the finalizers require those very modules.  A module
+    -- whose entry the sweep holds is not adopted (its job would be
+    -- freed under the sweep: ASan saw the read after free): the require
+    -- searches on its own, and the entry's job goes with the entry.
+    local files = tree("pf_v", 6, 60)
+    files["pf_vx.lua"] = "return 1"
+    H.files(s.dir, files)
+    for _ = 1, 3 do
+      local out = child([[
+local r = require "pf_vr"
+settle()
+local k, mt = 0, {}
+mt.__gc = function()
+  k = k + 1
+  if k <= 6 then
+    assert(type(require("pf_vb" .. k)) == "function")
+    setmetatable({}, mt)
+  end
+end
+collectgarbage("incremental", 1, 1000, 0)
+setmetatable({}, mt)
+require "pf_vx"  -- the sweep
+collectgarbage("generational")
+r()
+for b = 1, 6 do require("pf_vb" .. b)() end
+print(k > 0, package.loaded.pf_vc6_60)
+]], "UVREQUIRE_THREADS=1")
+      assert.equal("true\t0\n", out)
+    end
+  end)
+
   it("expands a chain ahead from a task's import while the loop runs",
      function()
     H.files(s.dir, {
