@@ -44,6 +44,8 @@ typedef struct Compile {
 /* {======================================================
 ** Prefetch scanner: finds `require "m"`, `require 'm'`, `require("m")`
 ** and `require('m')`, m made of [%w_.-], in source text fed in slices
+** (in the last two, the literal must be the whole first argument: not
+** so in `require("m." .. x)`, a common way to pick a module at run time)
 ** of any size.  It knows short comments and no more: a "require" after
 ** "--" on its line is skipped; a hit in a string or a long comment is a
 ** false positive, which costs a prefetch that nobody adopts, never a
@@ -57,7 +59,7 @@ typedef struct Compile {
 ** boundary, and whether the line being read holds "--" so far.
 ** ======================================================= */
 
-enum { SC_CODE, SC_AFTER, SC_PAREN, SC_NAME };
+enum { SC_CODE, SC_AFTER, SC_PAREN, SC_NAME, SC_CLOSE };
 
 #define WORD     "require"
 #define WORDLEN  7
@@ -106,6 +108,10 @@ static int callbyte (ur_scan *sc, int c) {
   if (sc->st == SC_NAME) {
     if (c == sc->quote && sc->nname > 0) {
       sc->name[sc->nname] = '\0';
+      if (sc->paren) {  /* a ')' or ',' must come next */
+        sc->st = SC_CLOSE;
+        return 1;
+      }
       scanadd(sc);
     }
     else if (isnamechar(c) && sc->nname < UR_MAXPFNAME) {
@@ -116,6 +122,11 @@ static int callbyte (ur_scan *sc, int c) {
     return c == sc->quote;
   }
   if (c == ' ' || c == '\t' || c == '\r' || c == '\n') return 1;
+  if (sc->st == SC_CLOSE) {  /* the literal is the first argument? */
+    if (c == ')' || c == ',') scanadd(sc);
+    sc->st = SC_CODE;
+    return c == ')' || c == ',';
+  }
   if (c == '(' && sc->st == SC_AFTER) {
     sc->st = SC_PAREN;
     return 1;
@@ -123,6 +134,7 @@ static int callbyte (ur_scan *sc, int c) {
   if (c == '"' || c == '\'') {
     sc->quote = c;
     sc->nname = 0;
+    sc->paren = (sc->st == SC_PAREN);
     sc->st = SC_NAME;
     return 1;
   }

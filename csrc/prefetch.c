@@ -24,10 +24,11 @@
 ** releases it), with the path searched as its uservalue.  CUT (the
 ** record's second uservalue): name -> entry, the entries whose names a
 ** full PREFETCH cut short, to expand from where they stopped once
-** CUTBATCH names have room.  Bounds,
-** checked whenever a prefetch starts: at most MAXNAMES entries (no more
-** start beyond), and the bytecode of the finished ones under 'budget'
-** bytes (the oldest go first).
+** CUTBATCH names have room.  Bounds, checked whenever a prefetch
+** starts: at most MAXNAMES entries (no more start beyond), and the
+** bytecode of the finished ones under 'budget' bytes (the oldest go
+** first).  A sweep marks the entries it holds busy: until it lets go,
+** nobody adopts or frees their jobs.
 */
 
 #include <stdlib.h>
@@ -96,6 +97,17 @@ static void pushentrymeta (lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &PFMETA);  /* pops the copy */
+}
+
+
+/* push a new entry, with no job yet (may raise: memory) */
+static pfentry *newentry (lua_State *L, pfstate *pf) {
+  pfentry *e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
+  memset(e, 0, sizeof(*e));
+  e->seq = ++pf->seq;
+  pushentrymeta(L);
+  lua_setmetatable(L, -2);
+  return e;
 }
 
 
@@ -262,11 +274,7 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     if (taken(L, base, name)) continue;
     if (pf->n >= MAXNAMES) return i;  /* full: the adopted make room */
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
-    e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
-    memset(e, 0, sizeof(*e));
-    e->seq = ++pf->seq;
-    pushentrymeta(L);
-    lua_setmetatable(L, -2);
+    e = newentry(L, pf);
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, -2, 1);  /* the path searched */
     if ((pj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
@@ -319,11 +327,17 @@ static void pushcut (lua_State *L) {
 static void setcut (lua_State *L, pfstate *pf, pfitem *it, int in) {
   pushcut(L);
   lua_pushstring(L, it->e->job->name);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, -3) == LUA_TUSERDATA) {  /* the one there leaves */
+    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
+    pf->ncut--;
+  }
+  lua_pop(L, 1);
   if (in) lua_pushvalue(L, it->at);
   else lua_pushnil(L);
   lua_rawset(L, -3);
   lua_pop(L, 1);  /* pop CUT */
-  pf->ncut += in ? 1 : -1;
+  pf->ncut += in;
   it->e->incut = in;
 }
 
@@ -342,6 +356,35 @@ static void clearcut (lua_State *L, pfstate *pf) {
   lua_setiuservalue(L, -2, 2);
   lua_pop(L, 1);  /* pop the record */
   pf->ncut = 0;
+}
+
+
+/*
+** The names of 'job', a load's (which drops it next), from its name
+** 'from' on, did not fit in PREFETCH: they move to an entry of their
+** own, in CUT only, whose job is never submitted and holds just them,
+** to start when there is room.  May raise: memory.
+*/
+static void keeprest (lua_State *L, pfstate *pf, ur_job *job, int from) {
+  pfitem it;
+  ur_job *kj;
+  it.e = newentry(L, pf);
+  it.at = lua_gettop(L);
+  if ((kj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL ||
+      (kj->name = strdup(job->name)) == NULL) {
+    free(kj);
+    luaL_error(L, "not enough memory");
+  }
+  kj->prefetch = job->prefetch;  /* (the names move) */
+  kj->nprefetch = job->nprefetch;
+  job->prefetch = NULL;
+  job->nprefetch = 0;
+  kj->pkeylen = job->pkeylen;
+  memcpy(kj->pkey, job->pkey, (size_t)job->pkeylen);
+  it.e->job = kj;  /* (UR_NEW: its release frees it) */
+  it.e->nextname = from;
+  setcut(L, pf, &it, 1);
+  lua_pop(L, 1);  /* pop the entry: CUT holds it */
 }
 
 
@@ -475,8 +518,10 @@ static int startall (lua_State *L) {
   lua_rawget(L, 4);
   lua_pushvalue(L, 3);
   pf->starting = 1;  /* ('callstart' clears it, even after an error) */
-  if (job != NULL)
-    startnames(L, pf, job, 0, base, spare);
+  if (job != NULL) {
+    i = startnames(L, pf, job, 0, base, spare);
+    if (i < job->nprefetch) keeprest(L, pf, job, i);  /* no room */
+  }
   else {  /* the finished ones, each kept on the stack meanwhile */
     luaL_checkstack(L, MAXNAMES + 8, "prefetch");
     if (pf->rescan)  /* (an earlier sweep raised) */
@@ -585,7 +630,9 @@ int ur_prefetch_on (lua_State *L) {
 ** if a prefetch of its module searched the same path with the standard
 ** Lua searcher at 2 (after stock's preload searcher), return that job
 ** (the caller's now, with only the Lua step) and forget the entry; else
-** NULL.  An entry for a path no longer current is dropped.
+** NULL.  An entry for a path no longer current is dropped, and so is one
+** that a sweep holds (a __gc's 'require' during the sweep): the sweep
+** reads its job, which stays the entry's until then.
 */
 ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   pfstate *pf;

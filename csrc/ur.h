@@ -209,6 +209,7 @@ typedef struct ur_scan {
   ur_job *job;     /* where names go; NULL: scan nothing */
   int st;          /* state */
   int quote;       /* the opening quote of the name */
+  int paren;       /* the name is in parentheses: ')' or ',' next */
   size_t nname;    /* length of the name being read */
   char name[UR_MAXPFNAME + 1];
   char tail[7];    /* the last bytes fed (a word cut by a boundary) */

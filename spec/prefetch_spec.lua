@@ -457,6 +457,42 @@ print(counts())
                  "269\t234\t0\t35\n269\t259\t0\t10\n", out)
   end)
 
+  it("starts later the names of a loaded module that a full table cut short",
+     function()
+    -- As above, the table is full (pf_wb1..10's 256 first names), when
+    -- pf_wm, required directly (never prefetched), names 20 modules:
+    -- they wait for room, then start (before pf_wb10's last 14: pf_wm's
+    -- key comes first), and their requires adopt them.  Once, they were
+    -- lost: submitted 270, and pf_wn1..20 searched when required.
+    local files = tree("pf_w", 10, 26)
+    local rn = {}
+    for k = 1, 20 do
+      files[("pf_wn%d.lua"):format(k)] = "return 0"
+      rn[k] = ("require 'pf_wn%d'"):format(k)
+    end
+    files["pf_wm.lua"] = "return function()\n" .. table.concat(rn, "\n") ..
+                         "\nend"
+    files["pf_wx1.lua"], files["pf_wx2.lua"] = "return 1", "return 2"
+    H.files(s.dir, files)
+    local out = child([[
+require "pf_wr"
+settle()
+require "pf_wx1"  -- the sweep: the table fills up
+settle()
+require "pf_wm"  -- its 20 names: no room
+print(counts())
+for b = 1, 9 do
+  for c = 1, 26 do require("pf_wc" .. b .. "_" .. c) end
+end
+require "pf_wx2"  -- the sweep: pf_wm's 20, then pf_wb10's 14
+settle()
+print(counts())
+for k = 1, 20 do require("pf_wn" .. k) end  -- all prefetched
+print(counts())
+]])
+    assert.equal("256\t0\t0\t256\n290\t234\t0\t56\n290\t254\t0\t36\n", out)
+  end)
+
   it("survives a __gc that requires while a sweep starts prefetches",
      function()
     -- The sweep allocates; a collection step runs finalizers; each one

@@ -65,6 +65,30 @@ describe("prefetch scanner", function()
     assert.equal(0, prefetched("sc_m"))
   end)
 
+  it("takes a literal in parentheses only if it is the first argument",
+     function()
+    -- `require("m." .. x)` picks a module at run time: "m." is no
+    -- module to prefetch (once, it was: a search that found nothing,
+    -- and an entry that nobody adopts, for good)
+    local cases = {
+      { "require('sc_leaf' .. x)", 0 }, { 'require("sc_leaf".."y")', 0 },
+      { "require('sc_leaf', 2)", 1 }, { "require ( 'sc_leaf' )", 1 },
+      { "require('sc_leaf'\n)", 1 }, { "require 'sc_leaf' .. x", 1 },
+      { 'require"sc_leaf"', 1 },
+    }
+    for i, c in ipairs(cases) do
+      local m = "sc_p" .. i
+      H.files(s.dir, {
+        [m .. ".lua"] = "local x = 'z'\nlocal f = function() return " ..
+                        c[1] .. " end\nreturn f\n",
+        ["sc_leaf.lua"] = "return 1",
+      })
+      assert.equal(c[2], prefetched(m), c[1])
+      core.setprefetch(false)  -- (no entry left for the next case)
+      core.setprefetch(true)
+    end
+  end)
+
   it("skips a require after -- on its line, across a boundary",
      function()
     H.files(s.dir, {

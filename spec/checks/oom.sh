@@ -10,7 +10,10 @@
 # miss: the entry is written) and warm (a hit: the entry is read); a
 # module whose body requires two others by literal name (their
 # prefetch starts, is swept and adopted), at top level, in a task, and
-# at top level with the cache warm.  For N = 1, 2, ... each run must
+# at top level with the cache warm; and at top level with the table of
+# prefetches full (the two names wait in the table of those cut short
+# until the body's requires of 16 fillers make room; the second one is
+# adopted).  For N = 1, 2, ... each run must
 # succeed or raise "not enough memory", leave nothing stuck "loading",
 # and let a fresh require work; the last N is the first that the run
 # no longer reaches.
@@ -39,7 +42,7 @@ if ! cc -std=gnu99 -Wall -Wextra -Werror -O1 -g \
 fi
 MAXFAIL=${OOM_MAXFAIL:-300}
 MODES=${OOM_MODES:-top task hostrun nested cold coldtask warm warmtask \
-                   pftop pftask pfwarm}
+                   pftop pftask pfwarm pffull}
 log=$(mktemp)
 caches=$(mktemp -d)
 total_bad=0
