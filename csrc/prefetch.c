@@ -24,10 +24,12 @@
 ** releases it), with the path searched as its uservalue.  CUT (the
 ** record's second uservalue): name -> entry, the entries whose names a
 ** full PREFETCH cut short, to expand from where they stopped once
-** CUTBATCH names have room.  Bounds, checked whenever a prefetch
-** starts: at most MAXNAMES entries (no more start beyond), and the
-** bytecode of the finished ones under 'budget' bytes (the oldest go
-** first).  A sweep marks the entries it holds busy: until it lets go,
+** CUTBATCH names have room (a loaded module's own names that did not
+** fit wait there too, in an entry of their own).  Bounds, checked
+** whenever a prefetch starts: at most MAXNAMES entries (no more start
+** beyond, but a finished one nobody adopted for STALE loads may go),
+** and the bytecode of the finished ones under 'budget' bytes (the
+** oldest go first).  A sweep marks the entries it holds busy: until it lets go,
 ** nobody adopts or frees their jobs.
 */
 
@@ -39,6 +41,8 @@
 
 #define MAXNAMES     256
 #define CUTBATCH     16   /* room that makes a sweep look at CUT */
+#define STALE        (2 * MAXNAMES)  /* loads after which a finished
+                                        entry nobody adopted may go */
 #define BUDGET       (32 * 1024 * 1024)  /* bytes of bytecode held */
 
 
@@ -52,6 +56,8 @@ typedef struct pfstate {
   const void *owner;  /* the state's runtime, once a prefetch started */
   size_t budget;
   lua_Integer seq;  /* last entry's number: lower is older */
+  lua_Integer loads;  /* loads begun ('ur_prefetch_sweep'): a clock */
+  lua_Integer low;  /* no finished entry began before this load */
   lua_Integer submitted, adopted, dropped;
 } pfstate;
 
@@ -59,6 +65,7 @@ typedef struct pfstate {
 typedef struct pfentry {
   ur_job *job;  /* owned; NULL once adopted or dropped */
   lua_Integer seq;
+  lua_Integer stamp;  /* 'loads' when it began */
   int expanded;  /* the names its job found were prefetched */
   int nextname;  /* the first of those names not seen to yet */
   int incut;     /* it is in CUT */
@@ -105,6 +112,7 @@ static pfentry *newentry (lua_State *L, pfstate *pf) {
   pfentry *e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
   memset(e, 0, sizeof(*e));
   e->seq = ++pf->seq;
+  e->stamp = pf->loads;
   pushentrymeta(L);
   lua_setmetatable(L, -2);
   return e;
@@ -195,6 +203,42 @@ static void survey (lua_State *L, int t, int doneonly, int *n,
 }
 
 
+/* may an entry of PREFETCH be stale: finished, and begun more than
+   STALE loads ago? */
+#define maybestale(pf)  ((pf)->loads - (pf)->low > STALE)
+
+
+/*
+** PREFETCH (at 3) is full: drop its oldest stale entry, if any (a name
+** in a function never called, or in a string, a module never found:
+** nobody adopts them, and only adoptions made room).  Returns 1 if one
+** went.  A look at every entry, only when 'maybestale'.
+*/
+static int dropstale (lua_State *L, pfstate *pf) {
+  lua_Integer oldest = pf->loads;
+  if (!maybestale(pf)) return 0;
+  lua_pushnil(L);  /* the oldest's name */
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (e->job != NULL && !e->busy && e->stamp < oldest &&
+        ur_exec_isdone(e->job)) {
+      oldest = e->stamp;
+      lua_pushvalue(L, -1);
+      lua_replace(L, -3);
+    }
+  }
+  pf->low = oldest;  /* (none older: no look until the clock is on) */
+  if (pf->loads - oldest <= STALE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  dropentry(L, 3, pf);  /* pops the name */
+  return 1;
+}
+
+
 /* keep the bytecode that PREFETCH at 't' holds within the budget:
    the oldest finished entries go first.  The executor's count of every
    state's held bytes bounds this state's: under the budget, no entry
@@ -272,7 +316,8 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     ur_job *pj;
     pfentry *e;
     if (taken(L, base, name)) continue;
-    if (pf->n >= MAXNAMES) return i;  /* full: the adopted make room */
+    if (pf->n >= MAXNAMES && !dropstale(L, pf))
+      return i;  /* full: the adopted make room */
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
     e = newentry(L, pf);
     lua_pushvalue(L, 5);
@@ -388,9 +433,10 @@ static void keeprest (lua_State *L, pfstate *pf, ur_job *job, int from) {
 }
 
 
-/* has PREFETCH room enough that the entries in CUT are worth a look? */
+/* has PREFETCH room enough that the entries in CUT are worth a look,
+   or may it make some ('dropstale')? */
 static int cutroom (pfstate *pf) {
-  return pf->ncut > 0 && MAXNAMES - pf->n >= CUTBATCH;
+  return pf->ncut > 0 && (MAXNAMES - pf->n >= CUTBATCH || maybestale(pf));
 }
 
 
@@ -589,6 +635,11 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
 ** starts; never raises.
 */
 void ur_prefetch_sweep (lua_State *L, int ss) {
+  pfstate *pf = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
+    pf = (pfstate *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (pf != NULL) pf->loads++;  /* (the clock of 'dropstale') */
   if (sweepdue(L)) callstart(L, ss, NULL, !ur_sched_cansuspend(L));
 }
 

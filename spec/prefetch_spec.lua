@@ -493,6 +493,46 @@ print(counts())
     assert.equal("256\t0\t0\t256\n290\t234\t0\t56\n290\t254\t0\t36\n", out)
   end)
 
+  it("drops, when full, finished prefetches nobody adopted for 512 loads",
+     function()
+    -- pf_sl1..4 name 64 modules each, in functions never called: 256
+    -- entries, and the table stays full (only adoptions made room).
+    -- 520 loads later, pf_sm's three names each drop the oldest such
+    -- entry, start, and are adopted.  Without the drop they waited for
+    -- room for good: adopted 0.
+    local files = {}
+    for m = 1, 4 do
+      local req = {}
+      for i = 1, 64 do
+        req[i] = ("require 'pf_sj%d_%d'"):format(m, i)
+        files[("pf_sj%d_%d.lua"):format(m, i)] = "return 0"
+      end
+      files[("pf_sl%d.lua"):format(m)] =
+        "return function()\n" .. table.concat(req, "\n") .. "\nend"
+    end
+    for k = 1, 520 do files[("pf_sp%d.lua"):format(k)] = "return 0" end
+    files["pf_sm.lua"] = "return function() require 'pf_sa'\n" ..
+                         "require 'pf_sb'\nrequire 'pf_sc' end"
+    files["pf_sa.lua"], files["pf_sb.lua"], files["pf_sc.lua"] =
+      "return 1", "return 2", "return 3"
+    H.files(s.dir, files)
+    assert.equal("256\t0\t0\t256\n256\t0\t0\t256\n259\t0\t3\t256\n" ..
+                 "259\t3\t3\t253\n", child([[
+for m = 1, 4 do require("pf_sl" .. m) end
+settle()
+print(counts())
+for k = 1, 500 do require("pf_sp" .. k) end  -- not yet 512 loads later
+local f = require "pf_sm"  -- its names wait
+settle()
+print(counts())
+for k = 501, 520 do require("pf_sp" .. k) end  -- a sweep: 3 go
+settle()
+print(counts())
+f()
+print(counts())
+]]))
+  end)
+
   it("survives a __gc that requires while a sweep starts prefetches",
      function()
     -- The sweep allocates; a collection step runs finalizers; each one

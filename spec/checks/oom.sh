@@ -13,7 +13,7 @@
 # at top level with the cache warm; and at top level with the table of
 # prefetches full (the two names wait in the table of those cut short
 # until the body's requires of 16 fillers make room; the second one is
-# adopted).  For N = 1, 2, ... each run must
+# adopted; after 512 loads, fillers go stale and are dropped for them).  For N = 1, 2, ... each run must
 # succeed or raise "not enough memory", leave nothing stuck "loading",
 # and let a fresh require work; the last N is the first that the run
 # no longer reaches.
