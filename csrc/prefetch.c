@@ -3,10 +3,9 @@
 ** module's source passes to 'require' as a literal (compile.c finds
 ** them), while its body runs; the later 'require' adopts the job.
 ** Every load starts prefetches, and any load adopts them.  What a
-** finished prefetch found is prefetched in turn ('ur_prefetch_sweep',
-** as a 'require' starts and on the loop's turn), so the executor goes
-** ahead through the whole graph; its queue runs them depth first
-** (executor.c).
+** finished prefetch found is prefetched in turn (pfsweep.c), so the
+** executor goes ahead through the whole graph; its queue runs them depth
+** first (executor.c).
 **
 ** Only the standard Lua searcher's work is done ahead (search
 ** 'package.path', read, compile): no C searcher, so no dlopen; no
@@ -21,68 +20,25 @@
 **
 ** PREFETCH (the uservalue of the state's prefetch record, in the
 ** registry): name -> entry, a userdata owning the job (its __gc
-** releases it), with the path searched as its uservalue.  CUT (the
-** record's second uservalue): name -> entry, the entries whose names a
-** full PREFETCH cut short, to expand from where they stopped once
-** CUTBATCH names have room (a loaded module's own names that did not
-** fit wait there too, in an entry of their own).  Bounds, checked
-** whenever a prefetch starts: at most MAXNAMES entries (no more start
-** beyond, but a finished one nobody adopted for STALE loads may go),
-** and the bytecode of the finished ones under 'budget' bytes (the
-** oldest go first).  A sweep marks the entries it holds busy: until it lets go,
-** nobody adopts or frees their jobs.
+** releases it), with the path searched as its uservalue (CUT, the
+** second: pfsweep.c).  Bounds, checked whenever a prefetch starts: at
+** most MAXNAMES entries (no more start beyond, but a finished one nobody
+** adopted for STALE loads may go), and the bytecode of the finished
+** ones under 'budget' bytes (the oldest go first).  An entry that a
+** sweep holds is busy: nobody adopts or frees its job until it lets go.
 */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "ur.h"
+#include "prefetch.h"
 
 
-#define MAXNAMES     256
-#define CUTBATCH     16   /* room that makes a sweep look at CUT */
-#define STALE        (2 * MAXNAMES)  /* loads after which a finished
-                                        entry nobody adopted may go */
 #define BUDGET       (32 * 1024 * 1024)  /* bytes of bytecode held */
 
 
-/* the state's prefetch record */
-typedef struct pfstate {
-  int on;
-  int starting;  /* a 'startall' runs: a nested one returns at once */
-  int rescan;    /* a sweep raised: the next looks at every entry */
-  int n;  /* entries in PREFETCH */
-  int ncut;  /* entries in CUT */
-  const void *owner;  /* the state's runtime, once a prefetch started */
-  size_t budget;
-  lua_Integer seq;  /* last entry's number: lower is older */
-  lua_Integer loads;  /* loads begun ('ur_prefetch_sweep'): a clock */
-  lua_Integer low;  /* no finished entry began before this load */
-  lua_Integer submitted, adopted, dropped;
-} pfstate;
-
-/* an entry of PREFETCH */
-typedef struct pfentry {
-  ur_job *job;  /* owned; NULL once adopted or dropped */
-  lua_Integer seq;
-  lua_Integer stamp;  /* 'loads' when it began */
-  int expanded;  /* the names its job found were prefetched */
-  int nextname;  /* the first of those names not seen to yet */
-  int incut;     /* it is in CUT */
-  int busy;      /* a sweep holds it: nobody adopts or frees its job */
-} pfentry;
-
-/* an entry a sweep holds: marked busy, kept on the stack at 'at' */
-typedef struct pfitem {
-  pfentry *e;
-  int at;
-} pfitem;
-
-
-static const char PFKEY = 'p';  /* registry: the prefetch record */
+const char ur_pf_key = 'p';  /* registry: the prefetch record */
 static const char PFMETA = 'm';  /* registry: the entries' metatable */
-
-extern const char ur_key_loading;  /* load.c: LOADING */
 
 
 static int entry_gc (lua_State *L) {
@@ -108,7 +64,7 @@ static void pushentrymeta (lua_State *L) {
 
 
 /* push a new entry, with no job yet (may raise: memory) */
-static pfentry *newentry (lua_State *L, pfstate *pf) {
+pfentry *ur_pf_newentry (lua_State *L, pfstate *pf) {
   pfentry *e = (pfentry *)lua_newuserdatauv(L, sizeof(*e), 1);
   memset(e, 0, sizeof(*e));
   e->seq = ++pf->seq;
@@ -120,9 +76,9 @@ static pfentry *newentry (lua_State *L, pfstate *pf) {
 
 
 /* push PREFETCH; return the record (created on first use: may raise) */
-static pfstate *getpf (lua_State *L) {
+pfstate *ur_pf_get (lua_State *L) {
   pfstate *pf;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA) {
     pf = (pfstate *)lua_touserdata(L, -1);
     lua_getiuservalue(L, -1, 1);
     lua_remove(L, -2);
@@ -149,7 +105,7 @@ static pfstate *getpf (lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, -3, 1);
   lua_rotate(L, -2, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &PFKEY);  /* pops the record */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ur_pf_key);  /* pops the record */
   return pf;
 }
 
@@ -201,11 +157,6 @@ static void survey (lua_State *L, int t, int doneonly, int *n,
     }
   }
 }
-
-
-/* may an entry of PREFETCH be stale: finished, and begun more than
-   STALE loads ago? */
-#define maybestale(pf)  ((pf)->loads - (pf)->low > STALE)
 
 
 /*
@@ -261,7 +212,7 @@ static void trimbytes (lua_State *L, int t, pfstate *pf) {
 ** then the standard Lua searcher?  If so push the latter's 'package'
 ** table and return 1; else push nothing and return 0.
 */
-static int allowed (lua_State *L, int ss) {
+int ur_pf_allowed (lua_State *L, int ss) {
   int ok;
   lua_rawgeti(L, ss, 1);
   ok = ur_std_ispreload(L, -1);
@@ -301,12 +252,13 @@ static int taken (lua_State *L, int base, const char *name) {
 /*
 ** Start a prefetch for each name that 'job' found, from its name
 ** 'from' on, that nobody has yet, while PREFETCH (at 3) has room.
-** Stack as 'startall' sets it up: 5 the path; LOADED, LOADING, preload
-** (or nil), PREFETCH at 'base'.  Returns the first name not seen to:
-** 'job->nprefetch' if none is left, less if PREFETCH filled up.
+** Stack as 'startall' (pfsweep.c) sets it up: 5 the path; LOADED,
+** LOADING, preload (or nil), PREFETCH at 'base'.  Returns the first
+** name not seen to: 'job->nprefetch' if none is left, less if PREFETCH
+** filled up.
 */
-static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
-                       int base, int spare) {
+int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
+                      int base, int spare) {
   const char *path = lua_tostring(L, 5);
   const void *owner = ur_runtime_get(L);
   int i;
@@ -319,7 +271,7 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     if (pf->n >= MAXNAMES && !dropstale(L, pf))
       return i;  /* full: the adopted make room */
     trimbytes(L, 3, pf);  /* room for one more: the oldest go first */
-    e = newentry(L, pf);
+    e = ur_pf_newentry(L, pf);
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, -2, 1);  /* the path searched */
     if ((pj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
@@ -348,329 +300,9 @@ static int startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
 }
 
 
-/* does entry 'a' come before 'b' in the order of their keys (the order
-   the Lua thread needs them: see executor.c)?  For qsort */
-static int bykey (const void *pa, const void *pb) {
-  const ur_job *a = ((const pfitem *)pa)->e->job;
-  const ur_job *b = ((const pfitem *)pb)->e->job;
-  int n = a->pkeylen < b->pkeylen ? a->pkeylen : b->pkeylen;
-  int c = memcmp(a->pkey, b->pkey, (size_t)n);
-  return c != 0 ? c : a->pkeylen - b->pkeylen;
-}
-
-
-/* push CUT */
-static void pushcut (lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
-  lua_getiuservalue(L, -1, 2);
-  lua_remove(L, -2);
-}
-
-
-/* CUT[name] = the entry 'it' (busy: its job is its own), or nil, as
-   'in' says */
-static void setcut (lua_State *L, pfstate *pf, pfitem *it, int in) {
-  pushcut(L);
-  lua_pushstring(L, it->e->job->name);
-  lua_pushvalue(L, -1);
-  if (lua_rawget(L, -3) == LUA_TUSERDATA) {  /* the one there leaves */
-    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
-    pf->ncut--;
-  }
-  lua_pop(L, 1);
-  if (in) lua_pushvalue(L, it->at);
-  else lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);  /* pop CUT */
-  pf->ncut += in;
-  it->e->incut = in;
-}
-
-
-/* empty CUT, each entry told so (may raise: memory) */
-static void clearcut (lua_State *L, pfstate *pf) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY);
-  lua_getiuservalue(L, -1, 2);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);  /* pop CUT */
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, 2);
-  lua_pop(L, 1);  /* pop the record */
-  pf->ncut = 0;
-}
-
-
-/*
-** The names of 'job', a load's (which drops it next), from its name
-** 'from' on, did not fit in PREFETCH: they move to an entry of their
-** own, in CUT only, whose job is never submitted and holds just them,
-** to start when there is room.  May raise: memory.
-*/
-static void keeprest (lua_State *L, pfstate *pf, ur_job *job, int from) {
-  pfitem it;
-  ur_job *kj;
-  it.e = newentry(L, pf);
-  it.at = lua_gettop(L);
-  if ((kj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL ||
-      (kj->name = strdup(job->name)) == NULL) {
-    free(kj);
-    luaL_error(L, "not enough memory");
-  }
-  kj->prefetch = job->prefetch;  /* (the names move) */
-  kj->nprefetch = job->nprefetch;
-  job->prefetch = NULL;
-  job->nprefetch = 0;
-  kj->pkeylen = job->pkeylen;
-  memcpy(kj->pkey, job->pkey, (size_t)job->pkeylen);
-  it.e->job = kj;  /* (UR_NEW: its release frees it) */
-  it.e->nextname = from;
-  setcut(L, pf, &it, 1);
-  lua_pop(L, 1);  /* pop the entry: CUT holds it */
-}
-
-
-/* has PREFETCH room enough that the entries in CUT are worth a look,
-   or may it make some ('dropstale')? */
-static int cutroom (pfstate *pf) {
-  return pf->ncut > 0 && (MAXNAMES - pf->n >= CUTBATCH || maybestale(pf));
-}
-
-
-/*
-** The entries of PREFETCH (at 3) to expand: finished, with names, not
-** expanded yet; each pushed (kept from collection) and marked busy (no
-** trimming drops it).  Every entry is looked at, after a sweep that
-** raised (the jobs it took off the executor's list, and CUT, may not
-** all have been seen to).  Returns how many, in 'todo'.
-*/
-static int scanall (lua_State *L, pfstate *pf, pfitem *todo) {
-  int n = 0;
-  ur_job *skip[MAXNAMES];
-  while (ur_exec_takeswept(ur_runtime_get(L), skip, MAXNAMES) > 0)
-    ;  /* (all of them are seen below) */
-  clearcut(L, pf);  /* (all of them are seen below) */
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    pfentry *e = (pfentry *)lua_touserdata(L, -1);
-    e->busy = 0;  /* (left over if an earlier sweep raised) */
-    if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
-        n < MAXNAMES && ur_exec_isdone(e->job)) {
-      e->busy = 1;
-      lua_insert(L, -2);  /* entry stays, below the key */
-      todo[n].e = e;
-      todo[n++].at = lua_gettop(L) - 1;
-    }
-    else
-      lua_pop(L, 1);
-  }
-  return n;
-}
-
-
-/*
-** As 'scanall', for the entries in CUT, at most 'max' (PREFETCH has room
-** for some of their names now).  They stay in CUT until their last name
-** is seen to; an entry adopted or dropped meanwhile leaves it now.
-*/
-static int cutshort (lua_State *L, pfstate *pf, pfitem *todo, int max) {
-  int n = 0;
-  pushcut(L);
-  lua_pushnil(L);
-  while (n < max && lua_next(L, -2)) {
-    pfentry *e = (pfentry *)lua_touserdata(L, -1);
-    if (e->job != NULL && !e->expanded) {
-      e->busy = 1;
-      lua_rotate(L, -3, 1);  /* entry below CUT and the key */
-      todo[n].e = e;
-      todo[n++].at = lua_gettop(L) - 2;
-    }
-    else {  /* (clearing a field while traversing is fine) */
-      lua_pop(L, 1);
-      lua_pushvalue(L, -1);
-      lua_pushnil(L);
-      lua_rawset(L, -4);
-      e->incut = 0;
-      pf->ncut--;
-    }
-  }
-  lua_settop(L, lua_gettop(L) - (n < max ? 1 : 2));  /* CUT (and key) */
-  return n;
-}
-
-
-/*
-** As 'scanall', for the entries whose jobs the executor listed as done
-** since the last sweep: the usual case, without a look at every entry.
-** A job is taken off the list one at a time and its name copied before
-** anything allocates: a collection step may run a __gc that requires,
-** adopts that very entry and frees its job.
-*/
-static int listed (lua_State *L, pfitem *todo) {
-  const void *owner = ur_runtime_get(L);
-  char name[UR_MAXPFNAME + 1];
-  ur_job *job;
-  int n = 0;
-  while (n < MAXNAMES && ur_exec_takeswept(owner, &job, 1) == 1) {
-    pfentry *e;
-    size_t len = strlen(job->name);
-    if (len > UR_MAXPFNAME) continue;  /* (never: the scanner's bound) */
-    memcpy(name, job->name, len + 1);
-    if (lua_getfield(L, 3, name) != LUA_TUSERDATA) {
-      lua_pop(L, 1);  /* adopted, or dropped: nothing to expand */
-      continue;
-    }
-    e = (pfentry *)lua_touserdata(L, -1);
-    if (e->job == job && !e->expanded && ur_exec_isdone(job)) {
-      e->busy = 1;
-      todo[n].e = e;  /* (the entry stays on the stack) */
-      todo[n++].at = lua_gettop(L);
-    }
-    else
-      lua_pop(L, 1);
-  }
-  return n;
-}
-
-
-/*
-** Protected part of 'ur_prefetch_after' and 'ur_prefetch_sweep' (1:
-** the searchers; 2: the job, light userdata, or NULL: every finished
-** prefetch not expanded yet; 3: true if the caller is a synchronous
-** load, whose prefetches leave a core to the Lua thread, which is
-** busy): start prefetches for the names found.
-*/
-static int startall (lua_State *L) {
-  ur_job *job = (ur_job *)lua_touserdata(L, 2);
-  int spare = lua_toboolean(L, 3);
-  pfstate *pf;
-  int base, i, n = 0;
-  pfitem todo[MAXNAMES];  /* entries to expand */
-  lua_settop(L, 3);
-  pf = getpf(L);  /* 4: PREFETCH */
-  lua_replace(L, 3);  /* 3: PREFETCH */
-  if (pf->starting || !pf->on || !allowed(L, 1))  /* 4: its 'package' */
-    return 0;  /* (a __gc's require while this state starts some: no) */
-  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
-  if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
-    return 0;
-  base = lua_gettop(L) + 1;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_key_loading);
-  lua_pushliteral(L, "preload");
-  lua_rawget(L, 4);
-  lua_pushvalue(L, 3);
-  pf->starting = 1;  /* ('callstart' clears it, even after an error) */
-  if (job != NULL) {
-    i = startnames(L, pf, job, 0, base, spare);
-    if (i < job->nprefetch) keeprest(L, pf, job, i);  /* no room */
-  }
-  else {  /* the finished ones, each kept on the stack meanwhile */
-    luaL_checkstack(L, MAXNAMES + 8, "prefetch");
-    if (pf->rescan)  /* (an earlier sweep raised) */
-      n = scanall(L, pf, todo);
-    else {
-      n = listed(L, todo);  /* those done since the last sweep */
-      if (cutroom(pf))  /* room for names cut short */
-        n += cutshort(L, pf, todo + n, MAXNAMES - n);
-    }
-    qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    for (i = 0; i < n; i++) {  /* (busy: each job stays its entry's) */
-      pfentry *e = todo[i].e;
-      e->nextname = startnames(L, pf, e->job, e->nextname, base, spare);
-      e->expanded = (e->nextname == e->job->nprefetch);
-      if (e->expanded == e->incut)  /* cut short: in CUT; else out */
-        setcut(L, pf, &todo[i], !e->expanded);
-      e->busy = 0;
-    }
-    pf->rescan = 0;
-  }
-  pf->starting = 0;
-  return 0;
-}
-
-
-/* has a sweep anything to do: prefetches done since the last, names
-   cut short and room for them, or a sweep that raised?  (Allocates
-   nothing: the loop's turn and every 'require' ask) */
-static int sweepdue (lua_State *L) {
-  pfstate *pf = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
-    pf = (pfstate *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return pf != NULL && pf->on && !pf->starting && pf->owner != NULL &&
-         (pf->rescan || cutroom(pf) || ur_exec_hasswept(pf->owner));
-}
-
-
-/* call 'startall' with the searchers at 'ss' and 'job' (or NULL),
-   protected: prefetch is an optimization, and out of memory it just
-   does less.  'spare': see 'startall' */
-static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
-  ss = lua_absindex(L, ss);
-  lua_pushcfunction(L, startall);  /* (allocates nothing: never raises,
-                                       even out of memory) */
-  lua_pushvalue(L, ss);
-  lua_pushlightuserdata(L, job);
-  lua_pushboolean(L, spare);
-  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-    lua_pop(L, 1);  /* pop the error */
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA) {
-      pfstate *pf = (pfstate *)lua_touserdata(L, -1);
-      pf->starting = 0;
-      pf->rescan = 1;  /* (the jobs it took may not be expanded yet) */
-    }
-    lua_pop(L, 1);
-  }
-}
-
-
-/*
-** Prefetch what the finished prefetches found (each once), so that the
-** executor works ahead of the Lua thread through the whole graph, not
-** one level below the module loading now.  Called as a 'require'
-** starts; never raises.
-*/
-void ur_prefetch_sweep (lua_State *L, int ss) {
-  pfstate *pf = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PFKEY) == LUA_TUSERDATA)
-    pf = (pfstate *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (pf != NULL) pf->loads++;  /* (the clock of 'dropstale') */
-  if (sweepdue(L)) callstart(L, ss, NULL, !ur_sched_cansuspend(L));
-}
-
-
-/* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
-void ur_prefetch_poll (lua_State *L) {
-  if (!sweepdue(L)) return;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushliteral(L, "package");
-  if (lua_rawget(L, -2) == LUA_TTABLE) {
-    lua_pushliteral(L, "searchers");
-    if (lua_rawget(L, -2) == LUA_TTABLE)
-      callstart(L, -1, NULL, 0);  /* (the Lua thread is in the loop) */
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 2);
-}
-
-
-/*
-** A Lua module's job, 'job', is done and found it: prefetch the modules
-** its source names, if the searchers at 'ss' allow.  Never raises.
-*/
-void ur_prefetch_after (lua_State *L, int ss, ur_job *job) {
-  if (job->nprefetch > 0) callstart(L, ss, job, !ur_sched_cansuspend(L));
-}
-
-
 /* is prefetch on in this state?  (may raise: memory) */
 int ur_prefetch_on (lua_State *L) {
-  int on = getpf(L)->on;
+  int on = ur_pf_get(L)->on;
   lua_pop(L, 1);
   return on;
 }
@@ -693,14 +325,14 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
       job->steps[0].path == NULL)
     return NULL;
   ss = lua_absindex(L, ss);
-  pf = getpf(L);  /* PREFETCH */
+  pf = ur_pf_get(L);  /* PREFETCH */
   if (lua_getfield(L, -1, job->name) != LUA_TUSERDATA) {
     lua_pop(L, 2);
     return NULL;
   }
   e = (pfentry *)lua_touserdata(L, -1);
   lua_getiuservalue(L, -1, 1);  /* the path it searched */
-  if (e->job != NULL && !e->busy && allowed(L, ss)) {
+  if (e->job != NULL && !e->busy && ur_pf_allowed(L, ss)) {
     lua_pop(L, 1);  /* (its 'package') */
     if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0) {
       pj = e->job;
@@ -718,7 +350,7 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
 
 /* core.setprefetch(on) */
 static int l_setprefetch (lua_State *L) {
-  pfstate *pf = getpf(L);
+  pfstate *pf = ur_pf_get(L);
   pf->on = lua_toboolean(L, 1);
   if (!pf->on) {  /* drop every prefetch */
     lua_pushnil(L);
@@ -727,7 +359,7 @@ static int l_setprefetch (lua_State *L) {
       lua_pushvalue(L, -1);
       dropentry(L, -3, pf);
     }
-    clearcut(L, pf);
+    ur_pf_clearcut(L, pf);
   }
   return 0;
 }
@@ -738,7 +370,7 @@ static int l_setprefetch (lua_State *L) {
 ** done (of them, finished), held (bytes of their bytecode)}
 */
 static int l_prefetchstats (lua_State *L) {
-  pfstate *pf = getpf(L);
+  pfstate *pf = ur_pf_get(L);
   lua_Integer n = 0, done = 0, held = 0;
   lua_pushnil(L);
   while (lua_next(L, -2)) {

@@ -62,6 +62,7 @@ build = {
         "csrc/load.c",
         "csrc/loaded.c",
         "csrc/loop.c",
+        "csrc/pfsweep.c",
         "csrc/prefetch.c",
         "csrc/require.c",
         "csrc/runtime.c",
