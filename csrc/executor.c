@@ -104,18 +104,25 @@ static void pflist (ur_job *job) {
 }
 
 
-/* take 'job' off the list of 'pflist', and its bytecode off the count
-   (lock held) */
+/* take 'job' off the list of 'pflist' (lock held; its sweep took it:
+   its bytecode still counts) */
 static void pfunlist (ur_job *job) {
-  if (job->pfheld) {
-    pfheld -= job->codelen;
-    job->pfheld = 0;
-  }
   if (!job->pflisted) return;
   if (job->pfprev != NULL) job->pfprev->pfnext = job->pfnext;
   else pfready = job->pfnext;
   if (job->pfnext != NULL) job->pfnext->pfprev = job->pfprev;
   job->pflisted = 0;
+}
+
+
+/* its owner adopted or released 'job': off that list, and its bytecode
+   off the count (lock held) */
+static void pfforget (ur_job *job) {
+  pfunlist(job);
+  if (job->pfheld) {
+    pfheld -= job->codelen;
+    job->pfheld = 0;
+  }
 }
 
 
@@ -467,7 +474,7 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
   uv_mutex_lock(&lock);
   job->async = async;
   job->isprefetch = 0;  /* (a prefetch adopted: an import now) */
-  pfunlist(job);  /* (its sweep never comes: 'ur_exec_takeswept') */
+  pfforget(job);  /* (its sweep never comes: 'ur_exec_takeswept') */
   done = (job->state == UR_DONE);
   uv_mutex_unlock(&lock);
   return done;
@@ -483,7 +490,7 @@ void ur_exec_release (ur_job *job) {
   int freeit = 1;
   uv_mutex_lock(&lock);
   job->async = NULL;
-  pfunlist(job);
+  pfforget(job);
   if (job->state == UR_QUEUED)
     unqueue(job);
   else if (job->state == UR_RUNNING) {

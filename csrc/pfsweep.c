@@ -26,6 +26,16 @@
 extern const char ur_key_loading;  /* load.c: LOADING */
 
 
+/* take this state's prefetches off the executor's list, unseen: their
+   names are for a later sweep's look at every entry ('scanall') */
+static void unlist (pfstate *pf) {
+  ur_job *skip[MAXNAMES];
+  if (pf->owner == NULL) return;
+  while (ur_exec_takeswept(pf->owner, skip, MAXNAMES) > 0)
+    pf->unswept = 1;
+}
+
+
 /* does entry 'a' come before 'b' in the order of their keys (the order
    the Lua thread needs them: see executor.c)?  For qsort */
 static int bykey (const void *pa, const void *pb) {
@@ -120,17 +130,21 @@ static int cutroom (pfstate *pf) {
 
 /*
 ** The entries of PREFETCH (at 3) to expand: finished, with names, not
-** expanded yet; each pushed (kept from collection) and marked busy (no
-** trimming drops it).  Every entry is looked at, after a sweep that
-** raised (the jobs it took off the executor's list, and CUT, may not
-** all have been seen to).  Returns how many, in 'todo'.
+** expanded yet; each pushed (kept from collection) and marked busy.
+** Every entry is looked at, after a sweep that raised (the jobs it took
+** off the executor's list may not all have been seen to) or that could
+** not prefetch ('unlist').  Returns how many, in 'todo'.
 */
 static int scanall (lua_State *L, pfstate *pf, pfitem *todo) {
   int n = 0;
-  ur_job *skip[MAXNAMES];
-  while (ur_exec_takeswept(ur_runtime_get(L), skip, MAXNAMES) > 0)
-    ;  /* (all of them are seen below) */
-  ur_pf_clearcut(L, pf);  /* (all of them are seen below) */
+  unlist(pf);  /* (all of them are seen below) */
+  pushcut(L);  /* CUT's stay, for 'cutshort' (some are in CUT only) */
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    ((pfentry *)lua_touserdata(L, -1))->busy = 0;  /* (left over) */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* pop CUT */
   lua_pushnil(L);
   while (lua_next(L, 3)) {
     pfentry *e = (pfentry *)lua_touserdata(L, -1);
@@ -215,6 +229,33 @@ static int listed (lua_State *L, pfitem *todo) {
 
 
 /*
+** Start the names of the entry 'it' holds (busy), from where it stopped;
+** then it leaves CUT (all seen to), or goes there (cut short).  An entry
+** dropped meanwhile (a __gc's 'require' adopted its module, or prefetch
+** went off) starts none: its job is released now, as 'dropentry' would
+** have.  It is no longer busy after.
+*/
+static void expand (lua_State *L, pfstate *pf, pfitem *it, int base,
+                    int spare) {
+  pfentry *e = it->e;
+  if (!e->gone && pf->on) {
+    e->nextname = ur_pf_startnames(L, pf, e->job, e->nextname, base, spare);
+    e->expanded = (e->nextname == e->job->nprefetch);
+  }
+  if ((e->gone || !pf->on) && e->incut)
+    setcut(L, pf, it, 0);
+  else if (!e->gone && pf->on && e->expanded == e->incut)
+    setcut(L, pf, it, !e->expanded);  /* cut short: in CUT; else out */
+  e->busy = 0;
+  if (e->gone && e->job != NULL) {
+    ur_exec_release(e->job);
+    e->job = NULL;
+    pf->dropped++;
+  }
+}
+
+
+/*
 ** Protected part of 'ur_prefetch_after' and 'ur_prefetch_sweep' (1:
 ** the searchers; 2: the job, light userdata, or NULL: every finished
 ** prefetch not expanded yet; 3: true if the caller is a synchronous
@@ -230,11 +271,17 @@ static int startall (lua_State *L) {
   lua_settop(L, 3);
   pf = ur_pf_get(L);  /* 4: PREFETCH */
   lua_replace(L, 3);  /* 3: PREFETCH */
-  if (pf->starting || !pf->on || !ur_pf_allowed(L, 1))  /* 4: its 'package' */
+  if (pf->starting || !pf->on)
     return 0;  /* (a __gc's require while this state starts some: no) */
-  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
-  if (lua_rawget(L, 4) != LUA_TSTRING)  /* 5: the path */
+  if (!ur_pf_allowed(L, 1)) {  /* 4: its 'package' */
+    unlist(pf);  /* (no sweep is due again for them) */
     return 0;
+  }
+  lua_pushliteral(L, "path");  /* raw: no user code runs ahead */
+  if (lua_rawget(L, 4) != LUA_TSTRING) {  /* 5: the path */
+    unlist(pf);
+    return 0;
+  }
   base = lua_gettop(L) + 1;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_key_loading);
@@ -244,11 +291,12 @@ static int startall (lua_State *L) {
   pf->starting = 1;  /* ('callstart' clears it, even after an error) */
   if (job != NULL) {
     i = ur_pf_startnames(L, pf, job, 0, base, spare);
-    if (i < job->nprefetch) keeprest(L, pf, job, i);  /* no room */
+    if (i < job->nprefetch && pf->on)
+      keeprest(L, pf, job, i);  /* no room */
   }
-  else {  /* the finished ones, each kept on the stack meanwhile */
+  if (job == NULL || pf->rescan || pf->unswept) {  /* the finished ones */
     luaL_checkstack(L, MAXNAMES + 8, "prefetch");
-    if (pf->rescan)  /* (an earlier sweep raised) */
+    if (pf->rescan || pf->unswept)  /* (see 'scanall') */
       n = scanall(L, pf, todo);
     else {
       n = listed(L, todo);  /* those done since the last sweep */
@@ -256,15 +304,9 @@ static int startall (lua_State *L) {
         n += cutshort(L, pf, todo + n, MAXNAMES - n);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    for (i = 0; i < n; i++) {  /* (busy: each job stays its entry's) */
-      pfentry *e = todo[i].e;
-      e->nextname = ur_pf_startnames(L, pf, e->job, e->nextname, base, spare);
-      e->expanded = (e->nextname == e->job->nprefetch);
-      if (e->expanded == e->incut)  /* cut short: in CUT; else out */
-        setcut(L, pf, &todo[i], !e->expanded);
-      e->busy = 0;
-    }
-    pf->rescan = 0;
+    pf->rescan = pf->unswept = 0;
+    for (i = 0; i < n; i++)  /* (busy: each job stays its entry's) */
+      expand(L, pf, &todo[i], base, spare);
   }
   pf->starting = 0;
   return 0;
@@ -288,6 +330,13 @@ static int sweepdue (lua_State *L) {
    protected: prefetch is an optimization, and out of memory it just
    does less.  'spare': see 'startall' */
 static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
+  pfstate *pf = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA)
+    pf = (pfstate *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (pf != NULL && pf->starting)
+    return;  /* (a __gc's require in a sweep: a failed call of its own
+                would clear 'starting' under the sweep) */
   ss = lua_absindex(L, ss);
   lua_pushcfunction(L, startall);  /* (allocates nothing: never raises,
                                        even out of memory) */

@@ -123,7 +123,9 @@ static void dropentry (lua_State *L, int t, pfstate *pf) {
   lua_pushnil(L);
   lua_rawset(L, t);  /* pops the key */
   if (e != NULL) pf->n--;
-  if (e != NULL && e->job != NULL && !e->busy) {
+  if (e != NULL && e->busy)
+    e->gone = 1;  /* (the sweep releases its job: pfsweep.c) */
+  else if (e != NULL && e->job != NULL) {
     ur_exec_release(e->job);
     e->job = NULL;
     pf->dropped++;
@@ -267,6 +269,7 @@ int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     const char *name = job->prefetch[i];
     ur_job *pj;
     pfentry *e;
+    if (!pf->on) return i;  /* (a __gc turned it off) */
     if (taken(L, base, name)) continue;
     if (pf->n >= MAXNAMES && !dropstale(L, pf))
       return i;  /* full: the adopted make room */
@@ -295,6 +298,10 @@ int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     pf->submitted++;
     lua_setfield(L, 3, name);  /* PREFETCH[name] = entry */
     pf->n++;
+    if (!pf->on) {  /* (turned off by a __gc as it went in) */
+      lua_pushstring(L, name);
+      dropentry(L, 3, pf);
+    }
   }
   return i;
 }
@@ -314,8 +321,9 @@ int ur_prefetch_on (lua_State *L) {
 ** Lua searcher at 2 (after stock's preload searcher), return that job
 ** (the caller's now, with only the Lua step) and forget the entry; else
 ** NULL.  An entry for a path no longer current is dropped, and so is one
-** that a sweep holds (a __gc's 'require' during the sweep): the sweep
-** reads its job, which stays the entry's until then.
+** that a sweep holds (a __gc's 'require' during the sweep: the sweep
+** reads its job, and releases it once done) or any while prefetch is
+** off (a __gc turned it off during a sweep).
 */
 ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   pfstate *pf;
@@ -332,7 +340,7 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   }
   e = (pfentry *)lua_touserdata(L, -1);
   lua_getiuservalue(L, -1, 1);  /* the path it searched */
-  if (e->job != NULL && !e->busy && ur_pf_allowed(L, ss)) {
+  if (e->job != NULL && !e->busy && pf->on && ur_pf_allowed(L, ss)) {
     lua_pop(L, 1);  /* (its 'package') */
     if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0) {
       pj = e->job;

@@ -22,6 +22,8 @@ typedef struct pfstate {
   int on;
   int starting;  /* a 'startall' runs: a nested one returns at once */
   int rescan;    /* a sweep raised: the next looks at every entry */
+  int unswept;   /* prefetches were taken off the executor's list
+                    unseen (prefetch not allowed then): the same */
   int n;  /* entries in PREFETCH */
   int ncut;  /* entries in CUT */
   const void *owner;  /* the state's runtime, once a prefetch started */
@@ -41,6 +43,7 @@ typedef struct pfentry {
   int nextname;  /* the first of those names not seen to yet */
   int incut;     /* it is in CUT */
   int busy;      /* a sweep holds it: nobody adopts or frees its job */
+  int gone;      /* dropped while busy: the sweep releases its job */
 } pfentry;
 
 /* an entry a sweep holds: marked busy, kept on the stack at 'at' */

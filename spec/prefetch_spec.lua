@@ -404,6 +404,39 @@ print(one(), counts())
                  budget(size - 1))
   end)
 
+  it("keeps to its budget with prefetches that found names", function()
+    -- pf_hr names pf_hb1..4 (in a function), each of about 20 KB of
+    -- bytecode and naming a small pf_hcB.  Their sweep takes them off
+    -- the executor's list: once, that also took them off its count of
+    -- bytes held, and the budget (10 KB) was never checked again:
+    -- held 80 KB for good.
+    local files = { ["pf_hx.lua"] = "return 1", ["pf_hm.lua"] =
+                    "return function() require 'pf_hz' end",
+                    ["pf_hz.lua"] = "return 0" }
+    local rb = {}
+    for b = 1, 4 do
+      rb[b] = ("require 'pf_hb%d'"):format(b)
+      files[("pf_hb%d.lua"):format(b)] =
+        ("return function()\nrequire 'pf_hc%d'\nlocal s = %q\nend")
+        :format(b, ("A"):rep(20000))
+      files[("pf_hc%d.lua"):format(b)] = "return 0"
+    end
+    files["pf_hr.lua"] = "return function()\n" .. table.concat(rb, "\n") ..
+                         "\nend"
+    H.files(s.dir, files)
+    local out = child([[
+require "pf_hr"
+settle()
+require "pf_hx"  -- the sweep: pf_hc1..4 start
+settle()
+require "pf_hm"  -- pf_hz starts: the budget is checked
+settle()
+local st = core.prefetchstats()
+print(st.held <= 10000, st.dropped >= 3)
+]], "UVREQUIRE_PREFETCH_BUDGET=10000")
+    assert.equal("true\ttrue\n", out)
+  end)
+
   -- files of a two-level tree: P.."r" names P.."b1".."bN" (in a
   -- function, not run), each of which names M modules P.."cB_C"
   -- ("return 0")
@@ -423,6 +456,89 @@ print(one(), counts())
       "return function()\n" .. table.concat(rb, "\n") .. "\nend"
     return files
   end
+
+  it("looks at every prefetch again after a time it was not allowed",
+     function()
+    -- The table is full, pf_km's names wait for room; pf_kg2 finishes
+    -- with a name while package.searchers[1] is not stock's preload
+    -- searcher (no prefetch): that sweep takes it off the executor's
+    -- list (no sweep is due for it again), and the next allowed ones
+    -- look at every entry: pf_kg2 is expanded, and the names waiting
+    -- stay (once, such a look forgot them) and start once there is
+    -- room.  All three are adopted.
+    local files = {}
+    for m = 1, 4 do
+      local req = {}
+      for i = 1, 64 do
+        req[i] = ("require 'pf_kf%d_%d'"):format(m, i)
+        files[("pf_kf%d_%d.lua"):format(m, i)] = "return 0"
+      end
+      files[("pf_kf%d.lua"):format(m)] =
+        "return function()\n" .. table.concat(req, "\n") .. "\nend"
+    end
+    files["pf_km.lua"] = "return function() require 'pf_kn1'\n" ..
+                         "require 'pf_kn2' end"
+    files["pf_kg.lua"] = "return function() require 'pf_kg2' end"
+    files["pf_kg2.lua"] = "return function() require 'pf_kg3' end"
+    for _, n in ipairs { "pf_kn1", "pf_kn2", "pf_kg3", "pf_kx1",
+                         "pf_kx2", "pf_kx3" } do
+      files[n .. ".lua"] = "return 0"
+    end
+    H.files(s.dir, files)
+    assert.equal("257\t1\n258\t17\n260\t21\n", child([[
+for m = 1, 4 do require("pf_kf" .. m) end
+settle()
+require "pf_km"     -- its names: no room, they wait
+require "pf_kf1_1"  -- adopted: room for one
+require "pf_kg"     -- pf_kg2 starts: full again
+settle()            -- pf_kg2 is done, with a name
+local std = package.searchers[1]
+package.searchers[1] = function(...) return std(...) end
+require "pf_kx1"    -- no prefetch: pf_kg2 leaves the list unseen
+package.searchers[1] = std
+local st = core.prefetchstats()
+print(st.submitted, st.adopted)
+for i = 2, 17 do require("pf_kf1_" .. i) end  -- room for 16
+require "pf_kx2"    -- every entry: pf_kg3 starts
+settle()
+st = core.prefetchstats()
+print(st.submitted, st.adopted)
+require "pf_kf1_18" -- room for 16 again
+require "pf_kx3"    -- those waiting: pf_kn1, pf_kn2 start
+settle()
+require "pf_kg2"; require "pf_kn1"; require "pf_kn2"
+st = core.prefetchstats()
+print(st.submitted, st.adopted)
+]]))
+  end)
+
+  it("is off at once when a __gc turns it off during a sweep", function()
+    -- The sweep of pf_ob1..6 (60 names each) allocates; a finalizer
+    -- calls setprefetch(false).  Nothing may start after, nor stay:
+    -- once, the sweep went on filling the table, and those entries
+    -- stayed while off (the next sweep never came).
+    local files = tree("pf_o", 6, 60)
+    files["pf_ox.lua"] = "return 1"
+    H.files(s.dir, files)
+    for _ = 1, 3 do
+      local out = child([[
+require "pf_or"
+settle()
+local fired, mt = false, {}
+mt.__gc = function() fired = true; core.setprefetch(false) end
+collectgarbage("incremental", 1, 1000, 0)
+setmetatable({}, mt)
+local before = core.prefetchstats().submitted
+require "pf_ox"  -- the sweep
+collectgarbage("generational")
+local st = core.prefetchstats()
+print(fired, st.on, st.entries, st.submitted - before <= 6 * 60)
+require "pf_oc1_1"
+print(core.prefetchstats().adopted)
+]], "UVREQUIRE_THREADS=1")
+      assert.equal("true\tfalse\t0\ttrue\n0\n", out)
+    end
+  end)
 
   it("expands later, in the order needed, what a full table cut short",
      function()
