@@ -7,7 +7,7 @@
 ** names as they end ('ur_exec_takeswept'); a sweep with nothing listed
 ** and no names waiting for room costs one look at that list.
 **
-** CUT (the second uservalue of the prefetch record): name -> entry, the
+** CUT (the second uservalue of the prefetch record): entry -> true, the
 ** entries whose names did not all fit in a full PREFETCH, each to go on
 ** from its first name not seen to once CUTBATCH names have room (or a
 ** stale entry may go: prefetch.c).  A loaded module's own names that
@@ -55,22 +55,15 @@ static void pushcut (lua_State *L) {
 }
 
 
-/* CUT[name] = the entry 'it' (busy: its job is its own), or nil, as
-   'in' says */
+/* the entry 'it' goes in CUT, or out, as 'in' says (may raise) */
 static void setcut (lua_State *L, pfstate *pf, pfitem *it, int in) {
   pushcut(L);
-  lua_pushstring(L, it->e->job->name);
-  lua_pushvalue(L, -1);
-  if (lua_rawget(L, -3) == LUA_TUSERDATA) {  /* the one there leaves */
-    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
-    pf->ncut--;
-  }
-  lua_pop(L, 1);
-  if (in) lua_pushvalue(L, it->at);
+  lua_pushvalue(L, it->at);
+  if (in) lua_pushboolean(L, 1);
   else lua_pushnil(L);
   lua_rawset(L, -3);
   lua_pop(L, 1);  /* pop CUT */
-  pf->ncut += in;
+  pf->ncut += in ? 1 : -1;
   it->e->incut = in;
 }
 
@@ -81,8 +74,8 @@ void ur_pf_clearcut (lua_State *L, pfstate *pf) {
   lua_getiuservalue(L, -1, 2);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
     lua_pop(L, 1);
+    ((pfentry *)lua_touserdata(L, -1))->incut = 0;
   }
   lua_pop(L, 1);  /* pop CUT */
   lua_newtable(L);
@@ -141,8 +134,8 @@ static int scanall (lua_State *L, pfstate *pf, pfitem *todo) {
   pushcut(L);  /* CUT's stay, for 'cutshort' (some are in CUT only) */
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    ((pfentry *)lua_touserdata(L, -1))->busy = 0;  /* (left over) */
     lua_pop(L, 1);
+    ((pfentry *)lua_touserdata(L, -1))->busy = 0;  /* (left over) */
   }
   lua_pop(L, 1);  /* pop CUT */
   lua_pushnil(L);
@@ -173,15 +166,19 @@ static int cutshort (lua_State *L, pfstate *pf, pfitem *todo, int max) {
   pushcut(L);
   lua_pushnil(L);
   while (n < max && lua_next(L, -2)) {
-    pfentry *e = (pfentry *)lua_touserdata(L, -1);
+    pfentry *e = (pfentry *)lua_touserdata(L, -2);
+    lua_pop(L, 1);  /* pop the value: the key is the entry */
+    if (e->busy)  /* (taken already: a sweep that raised left it so, or
+                     its job was listed too) */
+      continue;
     if (e->job != NULL && !e->expanded) {
       e->busy = 1;
-      lua_rotate(L, -3, 1);  /* entry below CUT and the key */
+      lua_pushvalue(L, -1);
+      lua_rotate(L, -3, 1);  /* the entry below CUT and the key */
       todo[n].e = e;
       todo[n++].at = lua_gettop(L) - 2;
     }
     else {  /* (clearing a field while traversing is fine) */
-      lua_pop(L, 1);
       lua_pushvalue(L, -1);
       lua_pushnil(L);
       lua_rawset(L, -4);
@@ -216,7 +213,7 @@ static int listed (lua_State *L, pfitem *todo) {
       continue;
     }
     e = (pfentry *)lua_touserdata(L, -1);
-    if (e->job == job && !e->expanded && ur_exec_isdone(job)) {
+    if (e->job == job && !e->expanded && !e->busy && ur_exec_isdone(job)) {
       e->busy = 1;
       todo[n].e = e;  /* (the entry stays on the stack) */
       todo[n++].at = lua_gettop(L);
@@ -313,16 +310,31 @@ static int startall (lua_State *L) {
 }
 
 
-/* has a sweep anything to do: prefetches done since the last, names
-   cut short and room for them, or a sweep that raised?  (Allocates
-   nothing: the loop's turn and every 'require' ask) */
+/*
+** Has a sweep anything to do: prefetches done since the last, names cut
+** short and room for them, or a sweep that raised?  Returns 1 if so, 2
+** if only prefetches taken off the list unseen wait ('unlist': due once
+** the searchers allow prefetch again, 'allowednow'), else 0.  (Allocates
+** nothing: the loop's turn and every 'require' ask.)
+*/
 static int sweepdue (lua_State *L) {
   pfstate *pf = NULL;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA)
     pf = (pfstate *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  return pf != NULL && pf->on && !pf->starting && pf->owner != NULL &&
-         (pf->rescan || cutroom(pf) || ur_exec_hasswept(pf->owner));
+  if (pf == NULL || !pf->on || pf->starting || pf->owner == NULL)
+    return 0;
+  if (pf->rescan || cutroom(pf) || ur_exec_hasswept(pf->owner))
+    return 1;
+  return pf->unswept ? 2 : 0;
+}
+
+
+/* do the searchers at 'ss' allow prefetch now?  (Allocates nothing) */
+static int allowednow (lua_State *L, int ss) {
+  if (!ur_pf_allowed(L, ss)) return 0;
+  lua_pop(L, 1);  /* pop its 'package' */
+  return 1;
 }
 
 
@@ -367,18 +379,24 @@ void ur_prefetch_sweep (lua_State *L, int ss) {
     pf = (pfstate *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (pf != NULL) pf->loads++;  /* (the clock of 'dropstale') */
-  if (sweepdue(L)) callstart(L, ss, NULL, !ur_sched_cansuspend(L));
+  switch (sweepdue(L)) {
+    case 2: if (!allowednow(L, ss)) break;
+    /* FALLTHROUGH */
+    case 1: callstart(L, ss, NULL, !ur_sched_cansuspend(L));
+  }
 }
 
 
 /* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
 void ur_prefetch_poll (lua_State *L) {
-  if (!sweepdue(L)) return;
+  int due = sweepdue(L);
+  if (due == 0) return;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushliteral(L, "package");
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     lua_pushliteral(L, "searchers");
-    if (lua_rawget(L, -2) == LUA_TTABLE)
+    if (lua_rawget(L, -2) == LUA_TTABLE &&
+        (due == 1 || allowednow(L, lua_gettop(L))))
       callstart(L, -1, NULL, 0);  /* (the Lua thread is in the loop) */
     lua_pop(L, 1);
   }

@@ -277,6 +277,10 @@ int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     e = ur_pf_newentry(L, pf);
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, -2, 1);  /* the path searched */
+    if (!pf->on) {  /* (a __gc turned it off: what came before allocates) */
+      lua_pop(L, 1);
+      return i;
+    }
     if ((pj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
       luaL_error(L, "not enough memory");
     pj->name = strdup(name);
