@@ -314,6 +314,21 @@ assert(info.jobs == 0 and info.handles == 0, "loop not clean")
            :format(name, name, name, nxt)
   end
 
+  -- files of four modules P..1..4 that name 64 modules each (P..M.."_"..I,
+  -- "return 0") in a function never called: 256 names, the table full
+  local function fillers(files, p)
+    for m = 1, 4 do
+      local req = {}
+      for i = 1, 64 do
+        req[i] = ("require '%s%d_%d'"):format(p, m, i)
+        files[("%s%d_%d.lua"):format(p, m, i)] = "return 0"
+      end
+      files[("%s%d.lua"):format(p, m)] =
+        "return function()\n" .. table.concat(req, "\n") .. "\nend"
+    end
+    return files
+  end
+
   it("a top-level require's prefetch never runs a body early", function()
     H.files(s.dir, {
       ["pf_p.lua"] = "local function later() return require 'pf_q' end\n" ..
@@ -466,16 +481,7 @@ print(st.held <= 10000, st.dropped >= 3)
     -- entry: pf_kg2 is cut short too (the table is full).  The names
     -- waiting stay (once, such a look forgot them: pf_kn1 and pf_kn2
     -- were never prefetched) and start once there is room.
-    local files = {}
-    for m = 1, 4 do
-      local req = {}
-      for i = 1, 64 do
-        req[i] = ("require 'pf_kf%d_%d'"):format(m, i)
-        files[("pf_kf%d_%d.lua"):format(m, i)] = "return 0"
-      end
-      files[("pf_kf%d.lua"):format(m)] =
-        "return function()\n" .. table.concat(req, "\n") .. "\nend"
-    end
+    local files = fillers({}, "pf_kf")
     files["pf_km.lua"] = "return function() require 'pf_kn1'\n" ..
                          "require 'pf_kn2' end"
     files["pf_kg.lua"] = "return function() require 'pf_kg2' end"
@@ -645,16 +651,7 @@ print(counts())
     -- 520 loads later, pf_sm's three names each drop the oldest such
     -- entry, start, and are adopted.  Without the drop they waited for
     -- room for good: adopted 0.
-    local files = {}
-    for m = 1, 4 do
-      local req = {}
-      for i = 1, 64 do
-        req[i] = ("require 'pf_sj%d_%d'"):format(m, i)
-        files[("pf_sj%d_%d.lua"):format(m, i)] = "return 0"
-      end
-      files[("pf_sl%d.lua"):format(m)] =
-        "return function()\n" .. table.concat(req, "\n") .. "\nend"
-    end
+    local files = fillers({}, "pf_sl")
     for k = 1, 520 do files[("pf_sp%d.lua"):format(k)] = "return 0" end
     files["pf_sm.lua"] = "return function() require 'pf_sa'\n" ..
                          "require 'pf_sb'\nrequire 'pf_sc' end"
