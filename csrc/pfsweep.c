@@ -310,31 +310,37 @@ static int startall (lua_State *L) {
 }
 
 
-/*
-** Has a sweep anything to do: prefetches done since the last, names cut
-** short and room for them, or a sweep that raised?  Returns 1 if so, 2
-** if only prefetches taken off the list unseen wait ('unlist': due once
-** the searchers allow prefetch again, 'allowednow'), else 0.  (Allocates
-** nothing: the loop's turn and every 'require' ask.)
-*/
-static int sweepdue (lua_State *L) {
+/* the state's prefetch record, or NULL (allocates nothing) */
+static pfstate *peekpf (lua_State *L) {
   pfstate *pf = NULL;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA)
     pf = (pfstate *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (pf == NULL || !pf->on || pf->starting || pf->owner == NULL)
-    return 0;
-  if (pf->rescan || cutroom(pf) || ur_exec_hasswept(pf->owner))
-    return 1;
-  return pf->unswept ? 2 : 0;
+  return pf;
 }
 
 
-/* do the searchers at 'ss' allow prefetch now?  (Allocates nothing) */
+/*
+** Has a sweep of 'pf' (or NULL) anything to do: prefetches done since
+** the last, names cut short and room for them, a sweep that raised, or
+** prefetches taken off the list unseen ('unlist')?
+*/
+static int sweepdue (pfstate *pf) {
+  return pf != NULL && pf->on && !pf->starting && pf->owner != NULL &&
+         (pf->rescan || pf->unswept || cutroom(pf) ||
+          ur_exec_hasswept(pf->owner));
+}
+
+
+/* do the searchers at 'ss', and 'package.path', allow prefetch now?
+   (Allocates nothing: "path" is a key of 'package' already) */
 static int allowednow (lua_State *L, int ss) {
+  int ok;
   if (!ur_pf_allowed(L, ss)) return 0;
-  lua_pop(L, 1);  /* pop its 'package' */
-  return 1;
+  lua_pushliteral(L, "path");
+  ok = (lua_rawget(L, -2) == LUA_TSTRING);
+  lua_pop(L, 2);  /* pop the path and 'package' */
+  return ok;
 }
 
 
@@ -342,10 +348,7 @@ static int allowednow (lua_State *L, int ss) {
    protected: prefetch is an optimization, and out of memory it just
    does less.  'spare': see 'startall' */
 static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
-  pfstate *pf = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA)
-    pf = (pfstate *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  pfstate *pf = peekpf(L);
   if (pf != NULL && pf->starting)
     return;  /* (a __gc's require in a sweep: a failed call of its own
                 would clear 'starting' under the sweep) */
@@ -357,13 +360,24 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
   lua_pushboolean(L, spare);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
     lua_pop(L, 1);  /* pop the error */
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA) {
-      pfstate *pf = (pfstate *)lua_touserdata(L, -1);
+    if ((pf = peekpf(L)) != NULL) {  /* (made by the call, maybe) */
       pf->starting = 0;
       pf->rescan = 1;  /* (the jobs it took may not be expanded yet) */
     }
-    lua_pop(L, 1);
   }
+}
+
+
+/*
+** A sweep, if one is due, with the searchers at 'ss'.  While prefetch is
+** not allowed, none runs: the prefetches done meanwhile leave the list
+** unseen, for the first sweep allowed again (so each 'require' and turn
+** costs a look at the searchers, no more).
+*/
+static void sweepif (lua_State *L, pfstate *pf, int ss, int spare) {
+  if (!sweepdue(pf)) return;
+  if (allowednow(L, ss)) callstart(L, ss, NULL, spare);
+  else unlist(pf);
 }
 
 
@@ -374,30 +388,23 @@ static void callstart (lua_State *L, int ss, ur_job *job, int spare) {
 ** starts; never raises.
 */
 void ur_prefetch_sweep (lua_State *L, int ss) {
-  pfstate *pf = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ur_pf_key) == LUA_TUSERDATA)
-    pf = (pfstate *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
+  pfstate *pf = peekpf(L);
   if (pf != NULL) pf->loads++;  /* (the clock of 'dropstale') */
-  switch (sweepdue(L)) {
-    case 2: if (!allowednow(L, ss)) break;
-    /* FALLTHROUGH */
-    case 1: callstart(L, ss, NULL, !ur_sched_cansuspend(L));
-  }
+  sweepif(L, pf, lua_absindex(L, ss), !ur_sched_cansuspend(L));
 }
 
 
 /* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
 void ur_prefetch_poll (lua_State *L) {
-  int due = sweepdue(L);
-  if (due == 0) return;
+  pfstate *pf = peekpf(L);
+  if (!sweepdue(pf)) return;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushliteral(L, "package");
   if (lua_rawget(L, -2) == LUA_TTABLE) {
     lua_pushliteral(L, "searchers");
-    if (lua_rawget(L, -2) == LUA_TTABLE &&
-        (due == 1 || allowednow(L, lua_gettop(L))))
-      callstart(L, -1, NULL, 0);  /* (the Lua thread is in the loop) */
+    if (lua_rawget(L, -2) == LUA_TTABLE)  /* (the Lua thread is in the
+                                               loop: no core spared) */
+      sweepif(L, pf, lua_gettop(L), 0);
     lua_pop(L, 1);
   }
   lua_pop(L, 2);

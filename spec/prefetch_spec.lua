@@ -543,6 +543,30 @@ print(st.submitted, st.entries)
 ]]))
   end)
 
+  it("sweeps on the loop's turn what finished while not allowed",
+     function()
+    -- As above, but the sweep that is allowed again is the loop's turn:
+    -- a task's require took pf_pb off the list while not allowed.
+    H.files(s.dir, {
+      ["pf_pa.lua"] = "return function() require 'pf_pb' end",
+      ["pf_pb.lua"] = "return function() require 'pf_pc' end",
+      ["pf_pc.lua"] = "return 0", ["pf_py.lua"] = "return 1",
+    })
+    assert.equal("1\tfalse\n2\t2\ttrue\n", child([[
+require "pf_pa"
+settle()            -- pf_pb is done, with a name
+local std = package.searchers[1]
+package.searchers[1] = function(...) return std(...) end
+local t = uv.spawn(function() return require "pf_py" end)
+print(core.prefetchstats().submitted, t:done())
+package.searchers[1] = std
+uv.run()            -- the task ends; the turn's sweep starts pf_pc
+settle()
+local st = core.prefetchstats()
+print(st.submitted, st.entries, t:done())
+]]))
+  end)
+
   it("is off at once when a __gc turns it off during a sweep", function()
     -- The sweep of pf_ob1..6 (60 names each) allocates; a finalizer
     -- calls setprefetch(false), at a point that the collector's step
