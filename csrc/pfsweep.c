@@ -32,7 +32,7 @@ static void unlist (pfstate *pf) {
   ur_job *skip[MAXNAMES];
   if (pf->owner == NULL) return;
   while (ur_exec_takeswept(pf->owner, skip, MAXNAMES) > 0)
-    pf->unswept = 1;
+    pf->rescan = 1;
 }
 
 
@@ -142,7 +142,7 @@ static int scanall (lua_State *L, pfstate *pf, pfitem *todo) {
   while (lua_next(L, 3)) {
     pfentry *e = (pfentry *)lua_touserdata(L, -1);
     e->busy = 0;  /* (left over if an earlier sweep raised) */
-    if (!e->expanded && e->job != NULL && e->job->nprefetch > 0 &&
+    if (e->job != NULL && !expanded(e) &&
         n < MAXNAMES && ur_exec_isdone(e->job)) {
       e->busy = 1;
       lua_insert(L, -2);  /* entry stays, below the key */
@@ -171,7 +171,7 @@ static int cutshort (lua_State *L, pfstate *pf, pfitem *todo, int max) {
     if (e->busy)  /* (taken already: a sweep that raised left it so, or
                      its job was listed too) */
       continue;
-    if (e->job != NULL && !e->expanded) {
+    if (e->job != NULL && !expanded(e)) {
       e->busy = 1;
       lua_pushvalue(L, -1);
       lua_rotate(L, -3, 1);  /* the entry below CUT and the key */
@@ -213,7 +213,7 @@ static int listed (lua_State *L, pfitem *todo) {
       continue;
     }
     e = (pfentry *)lua_touserdata(L, -1);
-    if (e->job == job && !e->expanded && !e->busy && ur_exec_isdone(job)) {
+    if (e->job == job && !expanded(e) && !e->busy && ur_exec_isdone(job)) {
       e->busy = 1;
       todo[n].e = e;  /* (the entry stays on the stack) */
       todo[n++].at = lua_gettop(L);
@@ -235,14 +235,12 @@ static int listed (lua_State *L, pfitem *todo) {
 static void expand (lua_State *L, pfstate *pf, pfitem *it, int base,
                     int spare) {
   pfentry *e = it->e;
-  if (!e->gone && pf->on) {
+  if (!e->gone && pf->on)
     e->nextname = ur_pf_startnames(L, pf, e->job, e->nextname, base, spare);
-    e->expanded = (e->nextname == e->job->nprefetch);
-  }
   if ((e->gone || !pf->on) && e->incut)
     setcut(L, pf, it, 0);
-  else if (!e->gone && pf->on && e->expanded == e->incut)
-    setcut(L, pf, it, !e->expanded);  /* cut short: in CUT; else out */
+  else if (!e->gone && pf->on && expanded(e) == e->incut)
+    setcut(L, pf, it, !expanded(e));  /* cut short: in CUT; else out */
   e->busy = 0;
   if (e->gone && e->job != NULL) {
     ur_exec_release(e->job);
@@ -291,9 +289,9 @@ static int startall (lua_State *L) {
     if (i < job->nprefetch && pf->on)
       keeprest(L, pf, job, i);  /* no room */
   }
-  if (job == NULL || pf->rescan || pf->unswept) {  /* the finished ones */
+  if (job == NULL || pf->rescan) {  /* the finished ones */
     luaL_checkstack(L, MAXNAMES + 8, "prefetch");
-    if (pf->rescan || pf->unswept)  /* (see 'scanall') */
+    if (pf->rescan)  /* (see 'scanall') */
       n = scanall(L, pf, todo);
     else {
       n = listed(L, todo);  /* those done since the last sweep */
@@ -301,7 +299,7 @@ static int startall (lua_State *L) {
         n += cutshort(L, pf, todo + n, MAXNAMES - n);
     }
     qsort(todo, (size_t)n, sizeof(todo[0]), bykey);  /* needed first */
-    pf->rescan = pf->unswept = 0;
+    pf->rescan = 0;
     for (i = 0; i < n; i++)  /* (busy: each job stays its entry's) */
       expand(L, pf, &todo[i], base, spare);
   }
@@ -327,7 +325,7 @@ static pfstate *peekpf (lua_State *L) {
 */
 static int sweepdue (pfstate *pf) {
   return pf != NULL && pf->on && !pf->starting && pf->owner != NULL &&
-         (pf->rescan || pf->unswept || cutroom(pf) ||
+         (pf->rescan || cutroom(pf) ||
           ur_exec_hasswept(pf->owner));
 }
 

@@ -134,56 +134,45 @@ static void dropentry (lua_State *L, int t, pfstate *pf) {
 
 
 /*
-** Count the entries of PREFETCH at 't' and the bytes of bytecode its
-** finished jobs hold; push the name of the oldest entry (of a finished
-** job, with 'doneonly'), or nil.
+** Push the name of the oldest finished entry of PREFETCH at 't' that no
+** sweep holds, or nil; return that entry (NULL if none), and set
+** '*bytes' to the bytecode that such entries hold.
 */
-static void survey (lua_State *L, int t, int doneonly, int *n,
-                    size_t *bytes) {
-  lua_Integer oldest = 0;
+static pfentry *oldestdone (lua_State *L, int t, size_t *bytes) {
+  pfentry *oldest = NULL;
   t = lua_absindex(L, t);
-  *n = 0;
   *bytes = 0;
   lua_pushnil(L);  /* the oldest's name */
   lua_pushnil(L);
   while (lua_next(L, t)) {
     pfentry *e = (pfentry *)lua_touserdata(L, -1);
-    int done = e->job != NULL && !e->busy && ur_exec_isdone(e->job);
     lua_pop(L, 1);
-    (*n)++;
-    if (done) *bytes += e->job->codelen;
-    if ((done || !doneonly) && (oldest == 0 || e->seq < oldest)) {
-      oldest = e->seq;
+    if (e->job == NULL || e->busy || !ur_exec_isdone(e->job)) continue;
+    *bytes += e->job->codelen;
+    if (oldest == NULL || e->seq < oldest->seq) {
+      oldest = e;
       lua_pushvalue(L, -1);
       lua_replace(L, -3);
     }
   }
+  return oldest;
 }
 
 
 /*
-** PREFETCH (at 3) is full: drop its oldest stale entry, if any (a name
-** in a function never called, or in a string, a module never found:
-** nobody adopts them, and only adoptions made room).  Returns 1 if one
-** went.  A look at every entry, only when 'maybestale'.
+** PREFETCH (at 3) is full: drop its oldest finished entry if it is
+** stale (a name in a function never called, or in a string, a module
+** never found: nobody adopts them, and only adoptions made room).
+** Returns 1 if one went.  A look at every entry, only when 'maybestale'.
 */
 static int dropstale (lua_State *L, pfstate *pf) {
-  lua_Integer oldest = pf->loads;
+  size_t bytes;
+  pfentry *e;
   if (!maybestale(pf)) return 0;
-  lua_pushnil(L);  /* the oldest's name */
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    pfentry *e = (pfentry *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (e->job != NULL && !e->busy && e->stamp < oldest &&
-        ur_exec_isdone(e->job)) {
-      oldest = e->stamp;
-      lua_pushvalue(L, -1);
-      lua_replace(L, -3);
-    }
-  }
-  pf->low = oldest;  /* (none older: no look until the clock is on) */
-  if (pf->loads - oldest <= STALE) {
+  e = oldestdone(L, 3, &bytes);
+  pf->low = e != NULL ? e->stamp : pf->loads;  /* (none older: no look
+                                                  until the clock is on) */
+  if (e == NULL || pf->loads - e->stamp <= STALE) {
     lua_pop(L, 1);
     return 0;
   }
@@ -197,14 +186,10 @@ static int dropstale (lua_State *L, pfstate *pf) {
    state's held bytes bounds this state's: under the budget, no entry
    needs a look */
 static void trimbytes (lua_State *L, int t, pfstate *pf) {
-  int n;
   size_t bytes;
   if (ur_exec_pfheld() <= pf->budget) return;
-  for (;;) {
-    survey(L, t, 1, &n, &bytes);
-    if (bytes <= pf->budget || lua_isnil(L, -1)) break;
-    dropentry(L, t, pf);
-  }
+  while (oldestdone(L, t, &bytes) != NULL && bytes > pf->budget)
+    dropentry(L, t, pf);  /* pops the name */
   lua_pop(L, 1);
 }
 

@@ -21,9 +21,9 @@
 typedef struct pfstate {
   int on;
   int starting;  /* a 'startall' runs: a nested one returns at once */
-  int rescan;    /* a sweep raised: the next looks at every entry */
-  int unswept;   /* prefetches were taken off the executor's list
-                    unseen (prefetch not allowed then): the same */
+  int rescan;    /* the next sweep looks at every entry: one raised, or
+                    prefetches left the executor's list unseen
+                    (prefetch was not allowed then) */
   int n;  /* entries in PREFETCH */
   int ncut;  /* entries in CUT */
   const void *owner;  /* the state's runtime, once a prefetch started */
@@ -39,8 +39,7 @@ typedef struct pfentry {
   ur_job *job;  /* owned; NULL once adopted or dropped */
   lua_Integer seq;
   lua_Integer stamp;  /* 'loads' when it began */
-  int expanded;  /* the names its job found were prefetched */
-  int nextname;  /* the first of those names not seen to yet */
+  int nextname;  /* the first name its job found not seen to yet */
   int incut;     /* it is in CUT */
   int busy;      /* a sweep holds it: nobody adopts or frees its job */
   int gone;      /* dropped while busy: the sweep releases its job */
@@ -51,6 +50,9 @@ typedef struct pfitem {
   pfentry *e;
   int at;
 } pfitem;
+
+/* were all the names of entry 'e' (with a job) seen to? */
+#define expanded(e)  ((e)->nextname == (e)->job->nprefetch)
 
 /* may an entry of PREFETCH be stale: finished, and begun more than
    STALE loads ago? */
