@@ -91,7 +91,7 @@ static void flushatexit (void);
 
 /* a prefetch is done: count its bytecode as held and, if it found
    names, list it for its sweep (lock held) */
-static void pflist (ur_job *job) {
+static void pfdone (ur_job *job) {
   if (!job->isprefetch) return;
   pfheld += job->codelen;
   job->pfheld = 1;
@@ -104,7 +104,7 @@ static void pflist (ur_job *job) {
 }
 
 
-/* take 'job' off the list of 'pflist' (lock held; its sweep took it:
+/* take 'job' off the list of 'pfdone' (lock held; its sweep took it:
    its bytecode still counts) */
 static void pfunlist (ur_job *job) {
   if (!job->pflisted) return;
@@ -254,7 +254,7 @@ static void worker (void *arg) {
       continue;
     }
     job->state = UR_DONE;
-    pflist(job);
+    pfdone(job);
     if (job->async != NULL)
       uv_async_send(job->async);
     else if (job->isprefetch && job->nprefetch > 0 && pfwake != NULL)
@@ -638,7 +638,7 @@ void ur_exec_runhere (ur_job *job) {
   ur_arena_free(&arena);
   uv_mutex_lock(&lock);
   job->state = UR_DONE;
-  pflist(job);
+  pfdone(job);
   uv_cond_broadcast(&done_cond);  /* as a worker does */
   uv_mutex_unlock(&lock);
 }

@@ -88,19 +88,16 @@ void ur_pf_clearcut (lua_State *L, pfstate *pf) {
 /*
 ** The names of 'job', a load's (which drops it next), from its name
 ** 'from' on, did not fit in PREFETCH: they move to an entry of their
-** own, in CUT only, whose job is never submitted and holds just them,
-** to start when there is room.  May raise: memory.
+** own, in CUT only, whose job is never submitted and holds just them
+** (and their key), to start when there is room.  May raise: memory.
 */
 static void keeprest (lua_State *L, pfstate *pf, ur_job *job, int from) {
   pfitem it;
   ur_job *kj;
   it.e = ur_pf_newentry(L, pf);
   it.at = lua_gettop(L);
-  if ((kj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL ||
-      (kj->name = strdup(job->name)) == NULL) {
-    free(kj);
+  if ((kj = (ur_job *)calloc(1, sizeof(ur_job))) == NULL)
     luaL_error(L, "not enough memory");
-  }
   kj->prefetch = job->prefetch;  /* (the names move) */
   kj->nprefetch = job->nprefetch;
   job->prefetch = NULL;
