@@ -37,7 +37,8 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq $$missing >/dev/null; fi
 
-$(B)/obj/%.o: csrc/%.c csrc/ur.h csrc/load.h csrc/prefetch.h csrc/uvrequire.h
+$(B)/obj/%.o: csrc/%.c csrc/ur.h csrc/load.h csrc/prefetch.h csrc/exec.h \
+                csrc/uvrequire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
 

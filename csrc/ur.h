@@ -309,7 +309,7 @@ int ur_clib_keep (lua_State *L, const char *file, void *lib);
 
 
 /* {======================================================
-** Executor (executor.c)
+** Executor (executor.c, execlife.c, execpf.c)
 **
 ** It survives 'fork': in the child, jobs that were queued or running
 ** in the parent are run (again, from the start) by new workers, and

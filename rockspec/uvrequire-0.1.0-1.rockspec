@@ -56,6 +56,8 @@ build = {
         "csrc/core.c",
         "csrc/cycle.c",
         "csrc/drive.c",
+        "csrc/execlife.c",
+        "csrc/execpf.c",
         "csrc/executor.c",
         "csrc/guard.c",
         "csrc/hash.c",
