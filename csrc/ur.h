@@ -203,7 +203,7 @@ typedef struct ur_srcsum {
 #define UR_MAXPREFETCH  64
 #define UR_MAXPFNAME    255
 
-/* compile.c: a scanner for `require "literal"` in source text, fed
+/* scan.c: a scanner for `require "literal"` in source text, fed
    bytes in any slices; the names go to 'job->prefetch' */
 typedef struct ur_scan {
   ur_job *job;     /* where names go; NULL: scan nothing */

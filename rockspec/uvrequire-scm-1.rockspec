@@ -69,6 +69,7 @@ build = {
         "csrc/require.c",
         "csrc/runtime.c",
         "csrc/sched.c",
+        "csrc/scan.c",
         "csrc/search.c",
         "csrc/searchers.c",
         "csrc/stats.c",
