@@ -363,6 +363,42 @@ static int l_setprefetch (lua_State *L) {
 
 
 /*
+** core.prefetch(name): start a prefetch of module 'name' now, as if a
+** module loading now named it (what 'lazy' does: the search, the read
+** and the compile run ahead, the body at first use), if prefetch is on
+** and allowed and nobody has the name yet.  Returns nothing; out of
+** memory it does nothing.
+*/
+static int l_prefetch (lua_State *L) {
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  ur_job job;  /* a pseudo parent that names only 'name' */
+  char **names;
+  if (len == 0 || len > UR_MAXPFNAME || strlen(name) != len)
+    return 0;  /* (what no scanner finds: the require will search) */
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushliteral(L, "package");  /* (may raise: nothing to free yet) */
+  if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+  lua_pushliteral(L, "searchers");
+  if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+  if ((names = (char **)malloc(sizeof(*names))) == NULL) return 0;
+  if ((names[0] = strdup(name)) == NULL) {
+    free(names);
+    return 0;
+  }
+  memset(&job, 0, sizeof(job));
+  job.prefetch = names;
+  job.nprefetch = 1;
+  ur_prefetch_after(L, -1, &job);  /* (never raises) */
+  if (job.prefetch != NULL) {  /* (else an entry of CUT took them) */
+    free(names[0]);
+    free(names);
+  }
+  return 0;
+}
+
+
+/*
 ** core.prefetchstats(): {on, submitted, adopted, dropped, entries,
 ** done (of them, finished), held (bytes of their bytecode)}
 */
@@ -398,8 +434,11 @@ static int l_prefetchstats (lua_State *L) {
 }
 
 
-/* add 'setprefetch' and 'prefetchstats' to the table at the top */
+/* add 'prefetch', 'setprefetch' and 'prefetchstats' to the table at the
+   top */
 void ur_prefetch_register (lua_State *L) {
+  lua_pushcfunction(L, l_prefetch);
+  lua_setfield(L, -2, "prefetch");
   lua_pushcfunction(L, l_setprefetch);
   lua_setfield(L, -2, "setprefetch");
   lua_pushcfunction(L, l_prefetchstats);

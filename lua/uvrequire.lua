@@ -387,5 +387,5 @@ function M.sync(fn, ...)
   return table.unpack(r, 2, r.n)
 end
 
-M.lazy = require("uvrequire.lazy")(M)
+M.lazy = require("uvrequire.lazy")(M, core)
 return M

@@ -1,9 +1,11 @@
 -- uvrequire.lazy(name): a proxy that loads the module at first use
--- (issue 10, item 3).  The import starts at once in a background task;
--- the first use takes its result or joins the load (yielding in a task,
--- synchronous elsewhere); from then on the proxy behaves as the module.
+-- (issue 10, item 3).  A prefetch starts at once (search, read, compile:
+-- no body); the first use imports the module as `require` there would
+-- (yielding in a task, synchronous elsewhere); from then on the proxy
+-- behaves as the module.
 local H = require "helper"
 local U = H.uv
+local core = require "uvrequire.core"
 
 -- One use of each kind, each on its own line: a use that raises does
 -- so at that line (its linedefined), as `require` written there would.
@@ -93,9 +95,12 @@ describe("uvrequire.lazy", function()
   end)
 
   it("checks its argument", function()
-    assert.same({ false, "bad argument #1 to 'lazy' " ..
-                         "(string expected, got number)" },
-                { pcall(U.lazy, 42) })
+    -- a number is a name, as require's (luaL_checkstring)
+    local ok, p = pcall(U.lazy, 42)
+    assert.is_true(ok)
+    local ok2, err = pcall(function() return p.x end)
+    assert.is_false(ok2)
+    assert.matches(": module '42' not found:\n", err)
     assert.same({ false, "bad argument #1 to 'lazy' " ..
                          "(string expected, got no value)" },
                 { pcall(U.lazy) })
@@ -110,16 +115,75 @@ describe("uvrequire.lazy", function()
                   :format(info.short_src, info.currentline + 1), err)
   end)
 
-  it("starts the import at once, in the background", function()
-    local name = module(counted("return {}"))
+  it("prefetches at once, and runs the body only at first use", function()
+    local name = module(counted("return { v = 1 }"))
+    local before = core.prefetchstats()
     local p = U.lazy(name)
-    assert.equals("loading", U.status(name))
+    local after = core.prefetchstats()
+    assert.equals(before.submitted + 1, after.submitted)
+    assert.is_nil(U.status(name))  -- not loading: compiled ahead only
+    U.run()
+    assert.is_nil(LAZY_RUNS[name])
     assert.is_nil(package.loaded[name])
-    U.run()  -- the background task loads it; the proxy is still unused
-    assert.equals("loaded", U.status(name))
+    assert.equals(1, p.v)
     assert.equals(1, LAZY_RUNS[name])
+    assert.equals("loaded", U.status(name))
+    assert.equals(after.adopted + 1, core.prefetchstats().adopted)
     assert.is_true(p == package.loaded[name])
     assert.equals(1, LAZY_RUNS[name])
+  end)
+
+  it("loads each of 300 proxies made at once (prefetches that did not " ..
+     "fit wait for room)", function()
+    local ps = {}
+    for i = 1, 300 do ps[i] = U.lazy(module("return " .. i)) end
+    for i = 1, 300 do assert.equals(i * 2, ps[i] + i) end
+  end)
+
+  it("hides its metatable, before and after the load", function()
+    local p = U.lazy(module("return setmetatable({}, {})"))
+    assert.is_false(getmetatable(p))
+    assert.has_error(function() setmetatable(p, {}) end,
+                     "cannot change a protected metatable")
+    assert.is_nil(p.x)
+    assert.is_false(getmetatable(p))
+  end)
+
+  it("raises the errors of forwarded operations at the use", function()
+    local strict = U.lazy(module([[
+      return setmetatable({}, {
+        __index = function(_, k) error("no field " .. k, 2) end,
+        __newindex = function(_, k) error("read-only " .. k, 2) end,
+      })
+    ]]))
+    local info = debug.getinfo(1, "S")
+    local function at(line) return ("%s:%d: "):format(info.short_src, line) end
+    local function line() return debug.getinfo(2, "l").currentline end
+    -- the first use loads (through this file's functions), the second
+    -- goes straight to the module: both at the use's line
+    local l1, ok1, e1 = line(), pcall(function() return strict.a end)
+    local l2, ok2, e2 = line(), pcall(function() return strict.b end)
+    local l3, ok3, e3 = line(), pcall(function() strict.c = 1 end)
+    assert.same({ false, at(l1) .. "no field a" }, { ok1, e1 })
+    assert.same({ false, at(l2) .. "no field b" }, { ok2, e2 })
+    assert.same({ false, at(l3) .. "read-only c" }, { ok3, e3 })
+    local tbl = U.lazy(module("return {}"))
+    local l4, ok4, e4 = line(), pcall(function() return tbl + 1 end)
+    assert.same({ false, at(l4) ..
+                  "attempt to perform arithmetic on a table value" },
+                { ok4, e4 })
+    local num = U.lazy(module("return 40"))
+    local l5, ok5, e5 = line(), pcall(function() return num.x end)
+    local l6, ok6, e6 = line(), pcall(function() return num.y end)
+    assert.same({ false, at(l5) .. "attempt to index a number value" },
+                { ok5, e5 })
+    assert.same({ false, at(l6) .. "attempt to index a number value" },
+                { ok6, e6 })
+    local fn = U.lazy(module("return function() end"))
+    local l7, ok7, e7 = line(), pcall(function() return #fn end)
+    assert.same({ false, at(l7) ..
+                  "attempt to get length of a function value" },
+                { ok7, e7 })
   end)
 
   for _, kind in ipairs(kinds) do
@@ -224,7 +288,7 @@ describe("uvrequire.lazy", function()
       local p = U.lazy(name)
       return tostring(p), p.answer
     end)
-    -- it took the background load over and finished without the loop
+    -- it loaded synchronously and finished without the loop
     assert.is_true(t:done())
     assert.same({ true, "the module", 42 }, { t:result() })
     assert.equals(1, LAZY_RUNS[name])
@@ -273,12 +337,11 @@ describe("uvrequire.lazy", function()
       end)
     end
 
-    it("raises it when the background import failed before first use",
-       function()
+    it("raises it at first use after the loop ran", function()
       local name = "lazy_missing_early"
       local msg = stock_message(name)
       local p = U.lazy(name)
-      U.run()  -- the background task fails: its error is not raised here
+      U.run()  -- the prefetch finds nothing: no error until the use
       assert.same({ false, where("index") .. msg },
                   { pcall(uses.index, p) })
       assert.same({ false, where("call") .. msg }, { pcall(uses.call, p) })
@@ -328,36 +391,38 @@ describe("uvrequire.lazy", function()
       assert.equals(#kinds, LAZY_RUNS[name])
     end)
 
-    it("raises it after the background load failed, in a task too",
+    it("runs the body at each use until it loads, in a task too",
        function()
       local name = module(FAILING)
       local msg = dir .. "/" .. name .. ".lua:3: lazy boom"
       local p = U.lazy(name)
-      assert.has_no_error(function() U.run() end)  -- claimed, not raised
-      assert.equals(1, LAZY_RUNS[name])
+      assert.has_no_error(function() U.run() end)
+      assert.is_nil(LAZY_RUNS[name])  -- nothing ran before the use
       assert.same({ false, msg }, { pcall(uses.index, p) })
-      assert.equals(1, LAZY_RUNS[name])  -- that was the task's error
+      assert.equals(1, LAZY_RUNS[name])
       local t = U.spawn(function()
         local q = U.lazy(name)
         return { pcall(uses.call, q) }, { pcall(uses.pairs, p) }
       end)
       assert.same({ true, { false, msg }, { false, msg } }, { t:wait() })
+      assert.equals(3, LAZY_RUNS[name])
       -- and once fixed, the same proxy loads it
       H.write(dir .. "/" .. name .. ".lua", "return { answer = 1 }")
       assert.equals(1, uses.index(p))
     end)
 
-    it("does not report the background error as unclaimed", function()
+    it("runs nothing and reports nothing for a proxy never used",
+       function()
       local name = module(FAILING)
       do
-        U.lazy(name)  -- never used; the proxy and its task are dropped
+        U.lazy(name)  -- never used; the proxy is dropped
       end
       assert.has_no_error(function() U.run() end)
       collectgarbage()
       collectgarbage()
       assert.has_no_error(function() U.run() end)
       assert.same({}, reports)
-      assert.equals(1, LAZY_RUNS[name])
+      assert.is_nil(LAZY_RUNS[name])
     end)
   end)
 end)

@@ -1,24 +1,27 @@
 --- uvrequire.lazy: lazy imports (issue 10, item 3).
 --
 -- `lazy(name)` returns a proxy that stands for module `name`.  It starts
--- the import at once, in the background, as a task of its own; the
--- first use of the proxy (index, newindex, call, `pairs`, `#`,
--- `tostring`, comparison, arithmetic, concatenation) takes that task's
--- result, or else imports the module itself with `import_module`, which
--- joins the load in flight (one load per module): in a task it waits by
--- yielding, elsewhere it is synchronous.  From then on every operation
--- on the proxy is forwarded to the module's value.
+-- a prefetch at once (the executor searches, reads and compiles the
+-- module ahead: `core.prefetch`), and nothing else: the module's body
+-- runs at the proxy's first use (index, newindex, call, `pairs`, `#`,
+-- `tostring`, comparison, arithmetic, concatenation), which imports the
+-- module with `import_module` as `require(name)` written there would:
+-- it takes the prefetch's bytecode, or joins the load in flight (one
+-- load per module); in a task it waits by yielding, elsewhere it is
+-- synchronous.  From then on every operation on the proxy is forwarded
+-- to the module's value: indexing and assignment straight through the
+-- proxy's own metatable (the VM does them where the proxy is used), the
+-- rest through functions here, whose errors are positioned at the use.
 --
 -- A missing or failing module raises `require`'s own error at the use
--- that needed it, and again at each later use (each tries afresh).  The
--- background task's error is claimed: it is never reported as unclaimed.
+-- that needed it, and again at each later use (each tries afresh).
 --
--- Used by lua/uvrequire.lua as `M.lazy = require("uvrequire.lazy")(M)`.
+-- Used by lua/uvrequire.lua as
+-- `M.lazy = require("uvrequire.lazy")(M, require "uvrequire.core")`.
 -- @module uvrequire.lazy
 
-return function(M)
-  -- proxy -> { name = ..., task = background task or nil,
-  --            loaded = boolean, value = the module's value }
+return function(M, core)
+  -- proxy -> { name = ..., loaded = boolean, value = the module's value }
   local states = setmetatable({}, { __mode = "k" })
 
   -- Every import goes through this one line (not a tail call), so that
@@ -28,6 +31,8 @@ return function(M)
   local info = debug.getinfo(import, "S")
   local here = info.source
   local prefix = ("%s:%d: "):format(info.short_src, info.linedefined)
+  -- any position in this file, as error messages show it
+  local anyline = "^" .. info.short_src:gsub("%p", "%%%0") .. ":%d+: "
 
   -- Where the proxy was used: the first Lua function up the stack that
   -- is not this file's, as luaL_where would show it.
@@ -47,28 +52,39 @@ return function(M)
   end
 
   -- Raise `err` at the point of use: the message `require(name)` there
-  -- would raise.  Errors of the module itself pass unchanged.
+  -- would raise, or an error positioned in this file (a forwarded
+  -- operation's, or a module's metamethod's at level 2) moved to the
+  -- use.  Other errors of the module pass unchanged.
   local function raise(err)
-    if type(err) == "string" and err:sub(1, #prefix) == prefix then
-      err = where() .. err:sub(#prefix + 1)
+    if type(err) == "string" then
+      if err:sub(1, #prefix) == prefix then
+        err = where() .. err:sub(#prefix + 1)
+      else
+        local at = err:match(anyline)
+        if at then err = where() .. err:sub(#at + 1) end
+      end
     end
     error(err, 0)
   end
 
-  -- The module's value for proxy `p`, importing it if need be.
+  local mt  -- every proxy's metatable until its module loads
+
+  -- The module's value for proxy `p`, importing it if need be.  Once it
+  -- is loaded, a value that is not a function is indexed and assigned
+  -- through the proxy's own metatable (`__index`/`__newindex` = value):
+  -- the VM does those at the use, with the module's metamethods.
   local function get(p)
     local st = states[p]
     if st.loaded then return st.value end
-    local task = st.task
-    st.task = nil  -- taken once: a later use after a failure tries afresh
-    local ok, value
-    if task and task:done() then
-      ok, value = task:result()
-    else
-      ok, value = pcall(import, st.name)
-    end
+    local ok, value = pcall(import, st.name)
     if not ok then raise(value) end
     st.value, st.loaded = value, true
+    if type(value) ~= "function" then
+      local own = {}
+      for k, v in pairs(mt) do own[k] = v end
+      own.__index, own.__newindex = value, value
+      debug.setmetatable(p, own)  -- (protected: see __metatable)
+    end
     return value
   end
 
@@ -78,37 +94,50 @@ return function(M)
     return x
   end
 
-  local mt = {
-    __index = function(p, k) return get(p)[k] end,
-    __newindex = function(p, k, v) get(p)[k] = v end,
-    __call = function(p, ...) return get(p)(...) end,
+  -- `f` (an operation on module values), with its errors raised at the
+  -- use of the proxy rather than in this file
+  local function atuse(ok, ...)
+    if ok then return ... end
+    raise((...))
+  end
+  local function fwd(f)
+    return function(...) return atuse(pcall(f, ...)) end
+  end
+
+  mt = {
+    __metatable = false,  -- the proxy's machinery is not the module's
+    __index = fwd(function(p, k) return get(p)[k] end),
+    __newindex = fwd(function(p, k, v) get(p)[k] = v end),
+    __call = function(p, ...) return get(p)(...) end,  -- (a tail call)
     __pairs = function(p) return pairs(get(p)) end,
-    __len = function(p) return #get(p) end,
-    __tostring = function(p) return tostring(get(p)) end,
-    __eq = function(a, b) return val(a) == val(b) end,
-    __lt = function(a, b) return val(a) < val(b) end,
-    __le = function(a, b) return val(a) <= val(b) end,
-    __concat = function(a, b) return val(a) .. val(b) end,
-    __unm = function(a) return -val(a) end,
-    __bnot = function(a) return ~val(a) end,
-    __add = function(a, b) return val(a) + val(b) end,
-    __sub = function(a, b) return val(a) - val(b) end,
-    __mul = function(a, b) return val(a) * val(b) end,
-    __div = function(a, b) return val(a) / val(b) end,
-    __mod = function(a, b) return val(a) % val(b) end,
-    __pow = function(a, b) return val(a) ^ val(b) end,
-    __idiv = function(a, b) return val(a) // val(b) end,
-    __band = function(a, b) return val(a) & val(b) end,
-    __bor = function(a, b) return val(a) | val(b) end,
-    __bxor = function(a, b) return val(a) ~ val(b) end,
-    __shl = function(a, b) return val(a) << val(b) end,
-    __shr = function(a, b) return val(a) >> val(b) end,
+    __len = fwd(function(p) return #get(p) end),
+    __tostring = fwd(function(p) return tostring(get(p)) end),
+    __eq = fwd(function(a, b) return val(a) == val(b) end),
+    __lt = fwd(function(a, b) return val(a) < val(b) end),
+    __le = fwd(function(a, b) return val(a) <= val(b) end),
+    __concat = fwd(function(a, b) return val(a) .. val(b) end),
+    __unm = fwd(function(a) return -val(a) end),
+    __bnot = fwd(function(a) return ~val(a) end),
+    __add = fwd(function(a, b) return val(a) + val(b) end),
+    __sub = fwd(function(a, b) return val(a) - val(b) end),
+    __mul = fwd(function(a, b) return val(a) * val(b) end),
+    __div = fwd(function(a, b) return val(a) / val(b) end),
+    __mod = fwd(function(a, b) return val(a) % val(b) end),
+    __pow = fwd(function(a, b) return val(a) ^ val(b) end),
+    __idiv = fwd(function(a, b) return val(a) // val(b) end),
+    __band = fwd(function(a, b) return val(a) & val(b) end),
+    __bor = fwd(function(a, b) return val(a) | val(b) end),
+    __bxor = fwd(function(a, b) return val(a) ~ val(b) end),
+    __shl = fwd(function(a, b) return val(a) << val(b) end),
+    __shr = fwd(function(a, b) return val(a) >> val(b) end),
   }
 
   --- A proxy for module `name` that loads it at first use, or the
-  -- module itself if it is already loaded.
+  -- module itself if it is already loaded.  `name` is a string or a
+  -- number, as `require`'s.
   return function(...)
     local name = ...
+    if math.type(name) then name = tostring(name) end
     if type(name) ~= "string" then
       local got = select("#", ...) == 0 and "no value" or type(name)
       error(("bad argument #1 to 'lazy' (string expected, got %s)")
@@ -116,11 +145,9 @@ return function(M)
     end
     local loaded = package.loaded[name]
     if loaded then return loaded end
-    -- prefetch: the import starts now; its error is the proxy's to raise
-    local task = M.spawn(import, name)
-    task.claimed = true
+    core.prefetch(name)  -- compiled ahead; the body runs at first use
     local p = setmetatable({}, mt)
-    states[p] = { name = name, task = task, loaded = false, value = nil }
+    states[p] = { name = name, loaded = false, value = nil }
     return p
   end
 end
