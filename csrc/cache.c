@@ -15,8 +15,10 @@
 ** against a dump made by this Lua.  Anything else is a miss: the source
 ** is compiled, and the entry rewritten (unless it is another user's).
 ** Since the content hash covers exactly the bytes compiled, an entry
-** can only ever give the bytecode of the very source text (and chunk
-** name) at hand, whatever happened to the file meanwhile.  Entries are
+** gives the bytecode of the source text (and chunk name) at hand,
+** whatever happened to the file meanwhile, short of a deliberate
+** collision: the hash (hash.c) guards against accidents, not against
+** whoever can write the source and set its mtime.  Entries are
 ** written to a temporary file in the directory, then renamed into
 ** place: a reader never sees half an entry.  The bytecode of a hit is
 ** handed over as it is, not loaded on the executor thread: the hashes
@@ -32,6 +34,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -160,20 +163,12 @@ static int opentrusted (const char *dir) {
 }
 
 
-/* 'mkdir -p dir', each directory made 0700 (errors are ignored: the
-   open that follows tells) */
-static void makedirs (const char *dir) {
-  char *p, *s = strdup(dir);
-  if (s == NULL) return;
-  for (p = s + 1; *p != '\0'; p++) {
-    if (*p == '/' && p[-1] != '/') {
-      *p = '\0';
-      (void)mkdir(s, 0700);
-      *p = '/';
-    }
-  }
-  (void)mkdir(s, 0700);
-  free(s);
+/* may this process write a file of 'n' bytes?  (RLIMIT_FSIZE: beyond
+   it, the write would raise SIGXFSZ, which kills the process) */
+static int fits (size_t n) {
+  struct rlimit rl;
+  return getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+         (rlim_t)n <= rl.rlim_cur;
 }
 
 
@@ -366,14 +361,18 @@ void ur_cache_put (ur_cachekey *k, const char *code, size_t len,
   int fd, ok;
   if (!k->write || !sum->whole || sum->n != k->size || len < LUACHDR)
     return;
-  if (k->dirfd < 0) {  /* make the directory */
-    makedirs(k->dir);
-    if ((k->dirfd = opentrusted(k->dir)) < 0) return;
-  }
   makeheader(k, &h);
   h.srchash = ur_hash_end(&sum->hash);
   h.codelen = len;
   h.codehash = ur_hash(code, len);
+  if (!fits(sizeof(h) + h.pathlen + h.namelen + len))
+    return;  /* (a write job's directory is closed already) */
+  if (k->dirfd < 0 &&  /* a write job's, or none yet: open or make it */
+      (k->dirfd = opentrusted(k->dir)) < 0) {
+    if (errno != ENOENT) return;
+    ur_cache_makedirs(k->dir);
+    if ((k->dirfd = opentrusted(k->dir)) < 0) return;
+  }
   snprintf(tmp, sizeof(tmp), "%s.%ld.%u.tmp", k->entry, (long)getpid(),
            __atomic_fetch_add(&ntemp, 1, __ATOMIC_RELAXED));
   fd = openat(k->dirfd, tmp,
@@ -444,7 +443,11 @@ void ur_cache_putlater (ur_cachekey *k, char *code, size_t len,
     ur_cache_done(k);
     return;
   }
-  w->k = *k;  /* takes over 'dirfd' and 'abspath' */
+  w->k = *k;  /* takes over 'abspath' */
+  if (w->k.dirfd >= 0) close(w->k.dirfd);  /* the write opens it anew: a
+                                               queue of writes holds no
+                                               descriptor each */
+  w->k.dirfd = -1;
   memcpy(w->name, k->name, nl + 1);
   w->k.name = w->name;
   w->sum = *sum;

@@ -7,17 +7,62 @@
 ** kept for the life of the process, so a worker may hold an old one).
 ** By default $UVREQUIRE_CACHE (a directory, or "off"), else
 ** $XDG_CACHE_HOME/uvrequire, else $HOME/.cache/uvrequire.  It is made
-** on the first write, with its missing parents, each 0700.  A directory
+** on the first write, with its missing parents, each 0700, never inside
+** a directory that another user (but root) owns.  A directory
 ** or an entry that another user owns, or that its group or others may
 ** write, is neither read nor written; entries are opened O_NOFOLLOW.
 */
 
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ur.h"
+
+
+/*
+** Make directory 's' (0700) if it is missing, and only inside a parent
+** owned by this user or by root: never in another user's directory (a
+** root process run with another user's $HOME must not make that user's
+** ~/.cache its own).  0: 's' is not there and was not made.
+*/
+static int makedir (char *s) {
+  struct stat st;
+  char *slash = strrchr(s, '/');
+  int ok;
+  if (stat(s, &st) == 0) return 1;  /* (the open that follows checks) */
+  if (slash == NULL) return 0;  /* (paths are absolute) */
+  if (slash == s) ok = stat("/", &st) == 0;
+  else {
+    *slash = '\0';
+    ok = stat(s, &st) == 0;
+    *slash = '/';
+  }
+  if (!ok || (st.st_uid != geteuid() && st.st_uid != 0)) return 0;
+  return mkdir(s, 0700) == 0 || errno == EEXIST;
+}
+
+
+/* see ur.h: 'mkdir -p dir', as 'makedir' makes each (errors are
+   ignored: the open that follows tells) */
+void ur_cache_makedirs (const char *dir) {
+  char *p, *s = strdup(dir);
+  int made = 1;
+  if (s == NULL) return;
+  for (p = s + 1; *p != '\0' && made; p++) {
+    if (*p == '/' && p[-1] != '/') {
+      *p = '\0';
+      made = makedir(s);
+      *p = '/';
+    }
+  }
+  if (made) (void)makedir(s);
+  free(s);
+}
+
 
 
 /* {======================================================

@@ -283,6 +283,9 @@ void ur_cache_counts (unsigned long *hits, unsigned long *misses,
    bytecode must start with, from a dump by 'L' (once; under
    cachedir.c's lock) */
 void ur_cache_setrefhdr (lua_State *L);
+/* cachedir.c: make directory 'dir' and its missing parents, 0700, never
+   inside another user's directory (any thread) */
+void ur_cache_makedirs (const char *dir);
 /* cachedir.c: the cache directory in use, or NULL: off (any thread) */
 const char *ur_cache_dir (void);
 /* cachedir.c: 'path' made absolute against the working directory

@@ -177,6 +177,74 @@ assert(t:result())
     assert.equals(stock, cold)
   end)
 
+  it("holds no descriptor for each entry waiting to be written",
+     function()
+    -- the only worker blocks opening a FIFO; the top level compiles 40
+    -- modules itself (it takes its queued jobs back), so their writes
+    -- wait in the queue: each used to keep the cache directory open
+    sh(("mkfifo '%s/fifo.lua' && mkdir -p -m 700 '%s'"):format(dir, cache))
+    local names = {}
+    for i = 1, 40 do
+      names[i] = "w" .. i
+      H.write(dir .. "/w" .. i .. ".lua", module("w" .. i))
+    end
+    local out, s = run(dir, env .. " UVREQUIRE_THREADS=1", ([[
+local uv = require "uvrequire"
+uv.install()
+local t = uv.spawn(function() return require("fifo") end)
+for _, n in ipairs({ %s }) do require(n) end
+local f = assert(io.open("/proc/self/stat"))
+local pid = f:read("a"):match("^%%d+")
+f:close()
+local p = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
+local held = 0
+for l in p:lines() do
+  if l:find(%q, 1, true) then held = held + 1 end
+end
+p:close()
+print("held", held)
+f = assert(io.open("fifo.lua", "w"))  -- the worker reads on
+f:write("return 'fifo'")
+f:close()
+uv.run()
+print(t:result())
+]]):format(("%q, "):rep(#names):format(table.unpack(names)), cache))
+    assert.equals("held\t0\ntrue\tfifo\t./fifo.lua\n", out)
+    assert.same({ 0, 40, 40 }, s)
+    assert.equals(40, #entries(cache))
+  end)
+
+  it("writes no entry larger than RLIMIT_FSIZE, and loads on", function()
+    H.write(dir .. "/big.lua", module(("x"):rep(8000)))
+    H.write(dir .. "/prog.lua", importer({ "m1", "big" }) .. C.CLEAN ..
+                                C.STATS)
+    local out = sh(("cd '%s' && ulimit -f 4 && env %s LUA_PATH='./?.lua;" ..
+                    "%s/lua/?.lua;;' LUA_CPATH='%s/build/?.so;;' lua5.4 " ..
+                    "prog.lua 2>&1; echo rc $?"):format(dir, env, H.ROOT,
+                                                        H.ROOT))
+    -- (the 8 KB entry would pass the 4 KB limit: SIGXFSZ killed it)
+    assert.equals("m1\tone\nbig\t" .. ("x"):rep(8000) ..
+                  "\nSTATS 0 2 1\nrc 0\n", out)
+    assert.equals(1, #entries(cache))  -- m1's; no temporary file
+  end)
+
+  it("makes no directory in another user's directory", function()
+    assert.equals("0\n", sh("id -u"), "needs root to chown")
+    local home = dir .. "/home"
+    sh(("mkdir '%s' && chown nobody '%s'"):format(home, home))
+    local out, s = run(dir, ("-u UVREQUIRE_CACHE -u XDG_CACHE_HOME " ..
+                             "HOME='%s'"):format(home), importer({ "m1" }))
+    assert.equals("m1\tone\n", out)
+    assert.same({ 0, 1, 0 }, s)
+    assert.same({}, entries(home))  -- no .cache of root's in it
+    -- in a directory of its own user's, or root's, it makes them
+    sh(("chown root '%s'"):format(home))
+    out, s = run(dir, ("-u UVREQUIRE_CACHE -u XDG_CACHE_HOME HOME='%s'")
+                      :format(home), importer({ "m1" }))
+    assert.same({ 0, 1, 1 }, s)
+    assert.equals(1, #entries(home .. "/.cache/uvrequire"))
+  end)
+
   it("stays whole when processes import the same modules at once",
      function()
     local names = {}
