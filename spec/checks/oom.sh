@@ -13,7 +13,9 @@
 # at top level with the cache warm; and at top level with the table of
 # prefetches full (the two names wait in the table of those cut short
 # until the body's requires of 16 fillers make room; the second one is
-# adopted; after 512 loads, fillers go stale and are dropped for them).
+# adopted; after 512 loads, fillers go stale and are dropped for them);
+# and mode "lazy": a 'lazy' proxy (its prefetch starts) and its first
+# use.
 # Then mode "cut": names waiting for room outlive a sweep that fails
 # (spec/fixtures/oom_cut.lua, one host per N).  For N = 1, 2, ... each run must
 # succeed or raise "not enough memory", leave nothing stuck "loading",
@@ -44,7 +46,7 @@ if ! cc -std=gnu99 -Wall -Wextra -Werror -O1 -g \
 fi
 MAXFAIL=${OOM_MAXFAIL:-300}
 MODES=${OOM_MODES:-top task hostrun nested cold coldtask warm warmtask \
-                   pftop pftask pfwarm pffull}
+                   pftop pftask pfwarm pffull lazy}
 log=$(mktemp)
 caches=$(mktemp -d)
 total_bad=0
