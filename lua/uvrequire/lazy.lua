@@ -24,15 +24,14 @@ return function(M, core)
   -- proxy -> { name = ..., loaded = boolean, value = the module's value }
   local states = setmetatable({}, { __mode = "k" })
 
-  -- Every import goes through this one line (not a tail call), so that
+  -- Every import goes through this function (not a tail call), so that
   -- the messages `import_module` positions at its caller (`module 'x'
-  -- not found:...`, circular requires) start with a known prefix.
+  -- not found:...`, circular requires) are positioned in this file.
   local function import(name) return (M.import_module(name)) end
   local info = debug.getinfo(import, "S")
   local here = info.source
-  local prefix = ("%s:%d: "):format(info.short_src, info.linedefined)
-  -- any position in this file, as error messages show it
-  local anyline = "^" .. info.short_src:gsub("%p", "%%%0") .. ":%d+: "
+  -- a position in this file, as error messages show it
+  local hereline = "^" .. info.short_src:gsub("%p", "%%%0") .. ":%d+: "
 
   -- Where the proxy was used: the first Lua function up the stack that
   -- is not this file's, as luaL_where would show it.
@@ -51,19 +50,13 @@ return function(M, core)
     end
   end
 
-  -- Raise `err` at the point of use: the message `require(name)` there
-  -- would raise, or an error positioned in this file (a forwarded
-  -- operation's, or a module's metamethod's at level 2) moved to the
-  -- use.  Other errors of the module pass unchanged.
+  -- Raise `err` at the point of use: an error positioned in this file
+  -- (`import`'s, as `require(name)` at the use would raise it; a
+  -- forwarded operation's; a module's metamethod's at level 2) is moved
+  -- to the use.  Other errors of the module pass unchanged.
   local function raise(err)
-    if type(err) == "string" then
-      if err:sub(1, #prefix) == prefix then
-        err = where() .. err:sub(#prefix + 1)
-      else
-        local at = err:match(anyline)
-        if at then err = where() .. err:sub(#at + 1) end
-      end
-    end
+    local at = type(err) == "string" and err:match(hereline)
+    if at then err = where() .. err:sub(#at + 1) end
     error(err, 0)
   end
 
