@@ -109,10 +109,22 @@ describe("fork", function()
       F._exit(0)  -- the loop is shared with the child: leave it alone
     ]]):format(ROOT, ROOT, ROOT .. "/build/fixtures/forkfix.so",
                dir .. "/?.lua"))
-    local p = assert(io.popen("UVREQUIRE_THREADS=1 timeout 60 lua5.4 '" ..
-                              script .. "'"))
-    local out = p:read("a")
-    p:close()
+    -- Under ASan a child may hang (SIGALRM: "signal 14") whatever the
+    -- code: the fork can find the worker inside ASan's allocator, and
+    -- the child inherits that allocator's lock held (glibc's malloc is
+    -- safe across fork).  A hung child seen with gdb (1 run in 80): its
+    -- new worker waits in SizeClassAllocator64::GetFromAllocator, its
+    -- Lua thread in epoll_wait.  There, and only for that outcome, the
+    -- case runs again, up to 3 times.
+    local tries = os.getenv("UVREQUIRE_ASAN") == "1" and 3 or 1
+    local out
+    for _ = 1, tries do
+      local p = assert(io.popen("UVREQUIRE_THREADS=1 timeout 60 lua5.4 '" ..
+                                script .. "'"))
+      out = p:read("a")
+      p:close()
+      if out ~= "signal 14" then break end
+    end
     assert.equals("exit 0", out)
   end)
   it("an import running at the fork is run again in the child", function()
