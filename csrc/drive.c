@@ -404,7 +404,14 @@ static int afterjob (lua_State *L) {
 */
 int ur_require_callloader (lua_State *L) {
   ur_load *ld = frameload(L);
+  ur_guard *g = (ur_guard *)lua_touserdata(L, FRAME);
   ld->state = UR_LRUN;
+  /* the frame's timeout bounds the wait for the module, not its body:
+     this thread runs the body now, and a timeout in a wait of the body's
+     own would fail the load for every waiter */
+  ur_sched_untimeout(L, g->timer);
+  g->timer = 0;
+  g->ms = -1;
   ld->st.b0 = uv_hrtime();
   if (ld->st.l1 < ld->st.l0 || ld->st.l1 == 0)
     ld->st.l1 = ld->st.b0 < ld->st.l0 ? ld->st.l0 : ld->st.b0;

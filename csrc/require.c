@@ -176,9 +176,13 @@ static int await (lua_State *L, ur_load *ld, double ms) {
 }
 
 
+/* a timeout this long (ms, about 285,000 years) or longer is none */
+#define FOREVER_MS  9007199254740992.0  /* 2^53 */
+
 /*
 ** The options of 'import_module' (argument 2: nil or a table):
-** 'timeout', in ms (>= 0).  Returns the timeout, or -1 for none.
+** 'timeout', in ms (>= 0; FOREVER_MS or more, 'math.huge' too: none).
+** Returns the timeout, or -1 for none.
 */
 static double options (lua_State *L, const char *fname) {
   double ms = -1;
@@ -200,6 +204,7 @@ static double options (lua_State *L, const char *fname) {
       luaL_error(L, "bad argument #2 to '%s' (option 'timeout' must be a "
                     "non-negative number of ms)", fname);
     ms = lua_tonumber(L, -1);
+    if (ms >= FOREVER_MS) ms = -1;
   }
   lua_pop(L, 1);
   return ms;

@@ -310,7 +310,11 @@ static int turn (lua_State *L) {
 /*
 ** End the wait of 'co' with the error at the top (popped): at the
 ** loop's next turn it is resumed and raises it.  Returns 0 (and pops
-** the error) if 'co' does not wait under a token.
+** the error) if 'co' does not wait under a token.  A wait ends once:
+** if it was cancelled already (CANCEL[co] is set only during the wait:
+** every continuation takes it), its token is queued and its first
+** error stays, so that a token is queued at most twice (its end, and
+** this) and the room 'reserve' made always holds.
 */
 int ur_sched_cancel (lua_State *L, lua_State *co) {
   lua_Integer tok = ur_sched_tokenof(L, co);
@@ -319,6 +323,13 @@ int ur_sched_cancel (lua_State *L, lua_State *co) {
     return 0;
   }
   pushtable(L, &CANCEL);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  if (lua_rawget(L, -2) != LUA_TNIL) {  /* cancelled already */
+    lua_pop(L, 3);  /* pop CANCEL[co], CANCEL, the error */
+    return 1;
+  }
+  lua_pop(L, 1);  /* pop the nil */
   lua_pushthread(co);
   lua_xmove(co, L, 1);
   lua_rotate(L, -3, -1);  /* CANCEL, co, error */

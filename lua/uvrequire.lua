@@ -260,7 +260,8 @@ function M.spawn(fn, ...)
   expect(1, "spawn", "function", fn)
   local task = setmetatable({ finished = false, waiters = {}, co = false,
                               results = false, err = false,
-                              traceback = false, claimed = false }, Task)
+                              traceback = false, claimed = false,
+                              waiting = 0 }, Task)
   local tb
   local function onerror(e)
     tb = debug.traceback(tostring(e), 2)
@@ -309,20 +310,33 @@ function Task:result()
   return table.unpack(self.results, 1, self.results.n)
 end
 
+-- park the running task until `task` is done (raises if its wait is
+-- cancelled or times out)
+local function park(task)
+  while not task.finished do core.park(task.waiters) end
+end
+
 --- Wait for the task and return its outcome, as `result` does (and so
 -- claim its error). In a task, waits by yielding; elsewhere, runs the
--- loop until the task is done.
+-- loop until the task is done. While it waits, the task's error is not
+-- raised by run() (`waiting`): the wait claims it when it returns it,
+-- and a wait that ends otherwise (cancelled, or an error) leaves it to
+-- be reported.
 function Task:wait()
-  self.claimed = true
+  self.waiting = self.waiting + 1
   if core.cansuspend() then
-    while not self.finished do core.park(self.waiters) end
+    local ok, err = pcall(park, self)
+    self.waiting = self.waiting - 1
+    if not ok then error(err, 0) end
   else
     -- drive the loop without raising: other tasks' errors stay for run()
-    local alive, busy = true, nil
-    while not self.finished and alive do
-      alive, busy = core.run("once")
-      if busy then error(busy, 2) end
+    local ok, alive, busy = true, true, nil
+    while ok and not busy and not self.finished and alive do
+      ok, alive, busy = pcall(core.run, "once")
     end
+    self.waiting = self.waiting - 1
+    if not ok then error(alive, 0) end
+    if busy then error(busy, 2) end
     if not self.finished then
       error("task cannot finish: the loop has nothing left to run", 2)
     end
@@ -343,6 +357,9 @@ local kept = {}  -- errors of other coroutines, kept for run()
 
 -- At state close, report what run() was never called again to raise.
 local closer = setmetatable({}, { __gc = function()
+  -- (and those kept while a task:wait() drove the loop)
+  local ok, errs = pcall(core.takeerrors)
+  for _, e in ipairs(ok and errs or {}) do kept[#kept + 1] = e end
   for _, e in ipairs(kept) do core.report(e) end
   if tracefile then pcall(writetrace, tracefile) end
 end })
@@ -361,8 +378,8 @@ function M.run(mode)
   for i = 1, nfailed do
     local task = failed[i]
     failed[i] = nil
-    if task and not task.claimed then
-      if first == nil then first = task
+    if task and not task.claimed then  -- (one waited for: later)
+      if first == nil and task.waiting == 0 then first = task
       else n = n + 1; failed[n] = task end
     end
   end

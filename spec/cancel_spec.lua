@@ -150,6 +150,78 @@ describe("cancel and timeouts", function()
     assert.equals("ts", U.import_module("ts", { timeout = 0 }))
   end)
 
+  it("ends a wait once however often it is cancelled; other " ..
+     "completions still arrive", function()
+    local m = fifo_module("cm")
+    H.write(dir .. "/cn.lua", "return 'cn'")
+    names[#names + 1] = "cn"
+    local gate = U.spawn(U.require, "cm")
+    local waiter = U.spawn(function() return gate:wait() end)
+    local other = U.spawn(U.require, "cn")
+    -- (each cancel used to queue the waiter again: the ready queue,
+    -- with room for two entries a waiting task, dropped other's)
+    for _ = 1, 20 do assert.is_true(waiter:cancel()) end
+    -- the top level finishes other's load now: other is made ready
+    -- while the queue holds the cancels, before any turn runs
+    assert.equals("cn", U.require("cn"))
+    m.feed("return 'cm'")
+    for _ = 1, 100 do  -- (bounded: a lost wake-up leaves nothing to run)
+      if gate:done() and waiter:done() and other:done() then break end
+      pcall(U.run, "once")
+    end
+    assert.same({ false, "cancelled" }, { waiter:result() })
+    assert.same({ true, "cn", dir .. "/cn.lua" }, { other:result() })
+    assert.same({ true, "cm", dir .. "/cm.lua" }, { gate:result() })
+  end)
+
+  it("leaves the error of a task to run() when a wait on it is " ..
+     "cancelled", function()
+    local m = fifo_module("cx")
+    local failing = U.spawn(function()
+      U.require("cx")
+      error("the task failed", 0)
+    end)
+    local waiter = U.spawn(function() return failing:wait() end)
+    assert.is_true(waiter:cancel())
+    until_(function() return waiter:done() end)
+    assert.same({ false, "cancelled" }, { waiter:result() })
+    m.feed("return 'cx'")
+    local ok, err = pcall(U.run)
+    assert.is_false(ok)
+    assert.matches("^the task failed\nstack traceback:", err)
+  end)
+
+  it("stops a timeout when the module's body starts (its waits are " ..
+     "the body's)", function()
+    local inner = fifo_module("ti")
+    H.write(dir .. "/to.lua", "BODY = true\n" ..
+            "return { inner = require('uvrequire').require 'ti' }")
+    names[#names + 1] = "to"
+    local first = U.spawn(U.import_module, "to", { timeout = 60000 })
+    local second = U.spawn(U.import_module, "to")
+    until_(function() return rawget(_G, "BODY") end)
+    -- the body waits on 'ti': no timer may end that wait (it used to
+    -- fail 'to' for both tasks)
+    assert.equals(0, U.loopinfo().handles)
+    inner.feed("return 'ti'")
+    until_(function() return first:done() and second:done() end)
+    assert.same({ true, { inner = "ti" } }, { first:result() })
+    assert.same({ true, { inner = "ti" } }, { second:result() })
+    _G.BODY = nil
+  end)
+
+  it("takes math.huge (and any timeout of 2^53 ms or more) as none",
+     function()
+    local m = fifo_module("th")
+    local t = U.spawn(U.import_module, "th", { timeout = math.huge })
+    local u = U.spawn(U.import_module, "th", { timeout = 2^64 })
+    assert.equals(0, U.loopinfo().handles)  -- no timer
+    m.feed("return 'th'")
+    until_(function() return t:done() and u:done() end)
+    assert.same({ true, "th" }, { t:result() })
+    assert.same({ true, "th" }, { u:result() })
+  end)
+
   it("rejects bad options with stock's wording", function()
     local function msg(...)
       local ok, err = pcall(U.import_module, ...)
