@@ -288,16 +288,18 @@ void ur_load_unguard (lua_State *L, int idx) {
     lua_pop(L, 1);
     lua_pushboolean(L, 0);
   }
-  if (!lua_isnil(L, -1)) {
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_isnil(L, -1))
+    lua_pop(L, 1);  /* pop nil */
+  else if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) !=
+           LUA_TTABLE)
+    lua_pop(L, 2);  /* pop it and the value (the body replaced LOADED) */
+  else {
     lua_rotate(L, -2, 1);
     lua_pushstring(L, name);
     lua_rotate(L, -2, 1);
     lua_rawset(L, -3);  /* LOADED[name] = value, raw */
     lua_pop(L, 1);  /* pop LOADED */
   }
-  else
-    lua_pop(L, 1);  /* pop nil */
   lua_pop(L, 1);  /* pop name */
 }
 
@@ -337,12 +339,15 @@ void ur_load_fail (lua_State *L, int idx) {
   ld->state = UR_LFAIL;
   ur_load_dropjob(L, ld);
   leave(L, idx);
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_rotate(L, -2, 1);  /* name on top */
-  if (ld->hadfalse) lua_pushboolean(L, 0);
-  else lua_pushnil(L);
-  lua_rawset(L, -3);  /* LOADED[name] = nil (or false), raw */
-  lua_pop(L, 1);  /* pop LOADED */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE)
+    lua_pop(L, 2);  /* pop it and the name (the body replaced LOADED) */
+  else {
+    lua_rotate(L, -2, 1);  /* name on top */
+    if (ld->hadfalse) lua_pushboolean(L, 0);
+    else lua_pushnil(L);
+    lua_rawset(L, -3);  /* LOADED[name] = nil (or false), raw */
+    lua_pop(L, 1);  /* pop LOADED */
+  }
   wakewaiters(L, idx);
 }
 

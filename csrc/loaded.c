@@ -97,10 +97,13 @@ int ur_l_status (lua_State *L) {
   if (ur_load_find(L, name) != NULL)
     lua_pushliteral(L, "loading");
   else {
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushstring(L, name);
-    lua_rawget(L, -2);  /* raw: a module still loading is not there */
-    if (lua_toboolean(L, -1))
+    int loaded = 0;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+      lua_pushstring(L, name);
+      lua_rawget(L, -2);  /* raw: a module still loading is not there */
+      loaded = lua_toboolean(L, -1);
+    }
+    if (loaded)
       lua_pushliteral(L, "loaded");
     else
       lua_pushnil(L);

@@ -389,20 +389,34 @@ void ur_prefetch_sweep (lua_State *L, int ss) {
 }
 
 
+/* see prefetch.h */
+int ur_pf_searchers (lua_State *L) {
+  int ok = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+    lua_pushliteral(L, "package");  /* (raw: no user code runs) */
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+      lua_pushliteral(L, "searchers");
+      ok = (lua_rawget(L, -2) == LUA_TTABLE);
+      lua_remove(L, -2);  /* remove 'package' */
+    }
+    lua_remove(L, -2);  /* remove LOADED */
+  }
+  if (!ok) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  return ok;
+}
+
+
 /* 'ur_prefetch_sweep' with 'package.searchers' (the loop's turn) */
 void ur_prefetch_poll (lua_State *L) {
   pfstate *pf = peekpf(L);
   if (!sweepdue(pf)) return;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushliteral(L, "package");
-  if (lua_rawget(L, -2) == LUA_TTABLE) {
-    lua_pushliteral(L, "searchers");
-    if (lua_rawget(L, -2) == LUA_TTABLE)  /* (the Lua thread is in the
-                                               loop: no core spared) */
-      sweepif(L, pf, lua_gettop(L), 0);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 2);
+  if (ur_pf_searchers(L))  /* (the Lua thread is in the loop: no core
+                              spared) */
+    sweepif(L, pf, lua_gettop(L), 0);
+  lua_pop(L, 1);
 }
 
 

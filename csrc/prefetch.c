@@ -376,11 +376,8 @@ static int l_prefetch (lua_State *L) {
   char **names;
   if (len == 0 || len > UR_MAXPFNAME || strlen(name) != len)
     return 0;  /* (what no scanner finds: the require will search) */
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_pushliteral(L, "package");  /* (may raise: nothing to free yet) */
-  if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
-  lua_pushliteral(L, "searchers");
-  if (lua_rawget(L, -2) != LUA_TTABLE) return 0;
+  if (!ur_pf_searchers(L))  /* (may raise: nothing to free yet) */
+    return 0;
   if ((names = (char **)malloc(sizeof(*names))) == NULL) return 0;
   if ((names[0] = strdup(name)) == NULL) {
     free(names);

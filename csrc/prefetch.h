@@ -71,6 +71,9 @@ int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
                       int base, int spare);
 /* do the searchers at 'ss' allow prefetch?  If so, push 'package' */
 int ur_pf_allowed (lua_State *L, int ss);
+/* push LOADED.package.searchers, raw, and return 1 if it is a table;
+   else push nil and return 0 (pfsweep.c) */
+int ur_pf_searchers (lua_State *L);
 /* empty CUT (pfsweep.c; may raise: memory) */
 void ur_pf_clearcut (lua_State *L, pfstate *pf);
 

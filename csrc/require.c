@@ -223,7 +223,11 @@ static int dorequire (lua_State *L, const char *fname) {
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
     ms = options(L, fname);
   lua_settop(L, 1);  /* LOADED table will be at index 2 */
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE) {
+    lua_getfield(L, 2, name);  /* stock's error ("attempt to index...") */
+    return luaL_error(L, "registry._LOADED must be a table");  /* (it is
+                                            indexable: still no table) */
+  }
   lua_pushstring(L, name);  /* (as stock: the C string, up to a '\0') */
   if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
     return 1;  /* package is already loaded */
@@ -271,10 +275,11 @@ static int dorequire (lua_State *L, const char *fname) {
 int ur_l_require (lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) {
     lua_settop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushvalue(L, 1);
-    if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
-      return 1;  /* package is already loaded */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+      lua_pushvalue(L, 1);
+      if (lua_rawget(L, 2) != LUA_TNIL && lua_toboolean(L, -1))
+        return 1;  /* package is already loaded */
+    }
   }
   return dorequire(L, "require");
 }

@@ -340,3 +340,51 @@ package.loaded[name] = nil
     end
   end
 end)
+
+describe("registry._LOADED replaced", function()
+  it("by a number: stock's error, no crash", function()
+    child([[
+local function try(req)
+  local reg = debug.getregistry()
+  local old = reg._LOADED
+  reg._LOADED = 5
+  local r = H.outcome(req, "nosuch_mod")
+  local st = uv.status("nosuch_mod")
+  reg._LOADED = old
+  return { r, st }
+end
+local s, u, t = three(try)
+assert.same({ { ok = false, n = 1, "attempt to index a number value" } }, s)
+assert.same(s, u)
+assert.same(s, t)
+]])
+  end)
+
+  it("by a module's body, as it loads or fails: no crash", function()
+    child([[
+local dir = H.tmpdir()
+package.path = dir .. "/?.lua;" .. package.path
+H.write(dir .. "/swap_ok.lua",
+        "debug.getregistry()._LOADED = 5; return 'swapped'")
+H.write(dir .. "/swap_bad.lua",
+        "debug.getregistry()._LOADED = 5; error('bad', 0)")
+local function try(req, name)
+  local reg = debug.getregistry()
+  local old = reg._LOADED
+  local r = H.outcome(req, name)
+  local now = reg._LOADED
+  reg._LOADED = old
+  old[name] = nil
+  return { r, now }
+end
+for _, name in ipairs({ "swap_ok", "swap_bad" }) do
+  local s = try(H.stock, name)
+  assert.same(s, try(uv.require, name))
+  local ok, t = H.task(function() return try(uv.require, name) end)
+  assert(ok, t)
+  assert.same(s, t)
+end
+H.rmtree(dir)
+]])
+  end)
+end)
