@@ -305,11 +305,27 @@ int ur_prefetch_on (lua_State *L) {
 
 
 /*
+** May the prefetched 'job' stand for what a search would find now?  One
+** not done yet reads now.  A done one only if it found a file that is
+** still the one it read: the file may have been edited or replaced
+** since, or the working directory changed (one 'stat' on the Lua
+** thread, far less than the search it saves; a FIFO or any file not
+** regular is taken as read, which it cannot be twice).  One that found
+** nothing, or failed, is never taken: the module may be there by now.
+*/
+static int current (ur_job *job) {
+  if (!ur_exec_isdone(job)) return 1;
+  return job->outcome == UR_FOUND && (!job->src.set || ur_src_same(job));
+}
+
+
+/*
 ** 'findloader' built 'job' from searcher 'i' of the table at 'ss' on:
 ** if a prefetch of its module searched the same path with the standard
 ** Lua searcher at 2 (after stock's preload searcher), return that job
 ** (the caller's now, with only the Lua step) and forget the entry; else
-** NULL.  An entry for a path no longer current is dropped, and so is one
+** NULL.  An entry for a path no longer current, or whose job is not
+** ('current'), is dropped, and so is one
 ** that a sweep holds (a __gc's 'require' during the sweep: the sweep
 ** reads its job, and releases it once done) or any while prefetch is
 ** off (a __gc turned it off during a sweep).
@@ -331,7 +347,8 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   lua_getiuservalue(L, -1, 1);  /* the path it searched */
   if (e->job != NULL && !e->busy && pf->on && ur_pf_allowed(L, ss)) {
     lua_pop(L, 1);  /* (its 'package') */
-    if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0) {
+    if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0 &&
+        current(e->job)) {
       pj = e->job;
       e->job = NULL;
       pf->adopted++;

@@ -110,9 +110,18 @@ static void luastep (ur_job *job, ur_arena *a, char *file, FILE *f) {
   ur_cachekey k;
   ur_srcsum sum;
   ur_scan sc;
+  struct stat sb;
+  int statok = (fstat(fileno(f), &sb) == 0);
   lua_State *W = NULL;
   ur_scan_init(&sc, job->scan ? job : NULL);
   job->file = file;
+  if ((job->src.set = (statok && S_ISREG(sb.st_mode)))) {
+    job->src.dev = (uint64_t)sb.st_dev;
+    job->src.ino = (uint64_t)sb.st_ino;
+    job->src.size = (uint64_t)sb.st_size;
+    job->src.sec = (int64_t)sb.st_mtim.tv_sec;
+    job->src.nsec = (int64_t)sb.st_mtim.tv_nsec;
+  }
   if (ur_cache_get(&k, file, f, &job->code, &job->codelen, &sc)) {
     job->srcbytes = (size_t)k.size;  /* (read, to check it) */
     fclose(f);
@@ -122,8 +131,7 @@ static void luastep (ur_job *job, ur_arena *a, char *file, FILE *f) {
     return;
   }
   if (job->inplace) {
-    struct stat sb;  /* (its size, for stats) */
-    if (fstat(fileno(f), &sb) == 0) job->srcbytes = (size_t)sb.st_size;
+    if (statok) job->srcbytes = (size_t)sb.st_size;  /* (stats) */
     if (k.write && (job->ck = (ur_cachekey *)malloc(sizeof(k))) != NULL)
       *job->ck = k;  /* 'ur_job_load' writes the entry */
     else
@@ -259,6 +267,22 @@ void ur_job_run (ur_job *job, ur_arena *a) {
     job->outcome = UR_RAISE;
     ur_buf_nomem(&job->msg);
   }
+}
+
+
+/*
+** Is the file 'job' found still the one it read, at that path (same
+** device, inode, size and mtime)?  A path relative to the working
+** directory is looked up anew: a change of directory tells too.
+*/
+int ur_src_same (const ur_job *job) {
+  struct stat st;
+  return job->src.set && job->file != NULL && stat(job->file, &st) == 0 &&
+         (uint64_t)st.st_dev == job->src.dev &&
+         (uint64_t)st.st_ino == job->src.ino &&
+         (uint64_t)st.st_size == job->src.size &&
+         (int64_t)st.st_mtim.tv_sec == job->src.sec &&
+         (int64_t)st.st_mtim.tv_nsec == job->src.nsec;
 }
 
 

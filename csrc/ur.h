@@ -170,6 +170,13 @@ struct ur_job {
   uint64_t t_start, t_found, t_end;  /* run began, file found, ended */
   uint64_t read_ns;           /* of which reading the source */
   size_t srcbytes;            /* bytes of source read */
+  struct {                    /* a Lua file found: what 'fstat' said of
+                                 it as it was read ('ur_src_same') */
+    uint64_t dev, ino, size;
+    int64_t sec, nsec;
+    int set;  /* 'fstat' told, of a regular file (a FIFO read once is
+                 not read again) */
+  } src;
   int worker;                 /* executor thread (1..n), 0: Lua thread */
   lua_Integer token;          /* token of the thread waiting for it */
 };
@@ -178,6 +185,9 @@ struct ur_job {
 void ur_job_run (ur_job *job, ur_arena *a);
 /* search.c: free a job and all it holds (any thread) */
 void ur_job_free (ur_job *job);
+/* search.c: is the Lua file 'job' found still the one it read?  (a
+   'stat' of it) */
+int ur_src_same (const ur_job *job);
 
 /* hash.c: the content hash, fed bytes in slices of any size */
 typedef struct ur_hasher {
