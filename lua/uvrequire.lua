@@ -79,7 +79,8 @@ local function valid(allowed, v)
   return allowed[v]
 end
 
---- Make the global `require` uvrequire's. Idempotent.
+--- Make the global `require` uvrequire's. Idempotent: a later call
+-- changes only the options it is given (the first sets the defaults).
 -- @param[opt] opts `{ wait = "tasks" | "any", detect = "warn" | "strict" |
 -- "off", cache = false | true | dir, prefetch = true | false }`.
 -- `detect`: the blocking-require detector (UVREQUIRE_DETECT overrides it).
@@ -103,16 +104,20 @@ function M.install(opts)
              :format(tostring(v), k))
     end
   end
-  core.setmode(opts.wait or "tasks")
+  if opts.wait ~= nil or not installed then
+    core.setmode(opts.wait or "tasks")
+  end
   if opts.cache ~= nil then core.setcache(opts.cache) end
   if opts.prefetch ~= nil then
     core.setprefetch(opts.prefetch and
                      os.getenv("UVREQUIRE_PREFETCH") ~= "off")
   end
-  local detect = opts.detect or "warn"
-  local env = os.getenv("UVREQUIRE_DETECT")
-  if options.detect[env] then detect = env end
-  core.setobserve(detect, os.getenv("UVREQUIRE_IMPORTTIME") == "1")
+  if opts.detect ~= nil or not installed then
+    local detect = opts.detect or "warn"
+    local env = os.getenv("UVREQUIRE_DETECT")
+    if options.detect[env] then detect = env end
+    core.setobserve(detect, os.getenv("UVREQUIRE_IMPORTTIME") == "1")
+  end
   if not installed then
     installed = true
     core.stats(true)  -- records from here on

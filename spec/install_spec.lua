@@ -25,6 +25,21 @@ describe("install", function()
     assert.equals(before, require)
   end)
 
+  it("keeps, at a later call, the options it is not given", function()
+    local s = H.scratch()
+    H.write(s.dir .. "/inst_any.lua", "return 'any'")
+    uv.install({ wait = "any" })
+    uv.install()  -- (a library's own call: the program chose "any")
+    local co = coroutine.create(function() return require "inst_any" end)
+    local ok, v = coroutine.resume(co)
+    assert.same({ true, uv.PENDING }, { ok, v })  -- it waits by yielding
+    uv.run()
+    assert.equals("dead", coroutine.status(co))
+    uv.install({ wait = "tasks" })
+    package.loaded.inst_any = nil
+    s.restore()
+  end)
+
   it("import_module returns the module only", function()
     local r = table.pack(uv.import_module("string"))
     assert.same({ n = 1, string }, r)
