@@ -119,9 +119,13 @@ static int l_died (lua_State *L) {
   int tb;
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);  /* 2: the error object */
-  if ((msg = lua_tostring(L, 2)) == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 2));
+  if ((msg = lua_tostring(L, 2)) == NULL) {  /* as lua.c's 'msghandler' */
+    if (luaL_callmeta(L, 2, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 2));
+  }
   luaL_traceback(L, co, msg, 0);
   tb = lua_gettop(L);  /* the traceback */
   pushtable(L, &TASKS);

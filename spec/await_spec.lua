@@ -227,6 +227,25 @@ describe("awaitable require", function()
     assert.equals(msg .. "\nstack traceback:\n", traceback_of(raised2))
   end)
 
+  it("words a bare coroutine's error object by its __tostring", function()
+    H.write(dir .. "/okmod.lua", "return 'ok'")
+    local core = require "uvrequire.core"
+    core.setmode("any")
+    finally(function() core.setmode("tasks") end)
+    local obj = setmetatable({}, { __tostring = function()
+      return "MyError: disk full"
+    end })
+    local timer = uv.new_timer()
+    timer:start(0, 0, function()
+      timer:close()
+      coroutine.wrap(function() U.require("okmod"); error(obj) end)()
+    end)
+    local ok, raised = pcall(U.run)
+    assert.is_false(ok)
+    assert.matches("^MyError: disk full\nstack traceback:\n", raised)
+    package.loaded.okmod = nil
+  end)
+
   it("closes the state safely with imports in flight", function()
     -- a child lua5.4 starts imports whose worker blocks on a FIFO, then
     -- ends: lua_close runs with the job running (and one queued behind
