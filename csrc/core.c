@@ -13,7 +13,23 @@
 #include "uvrequire.h"
 
 
+/* registry key of the 'require' that install() puts in _G */
+static const char GLOBALREQ = 0;
+
+/*
+** core.require(): the replacement 'require' (one closure per state).
+** Returned by a call, not held in a field: luaL_traceback names a C
+** function by the first field of LOADED's tables that holds it, and it
+** must name this one 'require' (_G.require), as it names stock's.
+*/
+static int l_require (lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &GLOBALREQ);
+  return 1;
+}
+
+
 static const luaL_Reg corefuncs[] = {
+  {"require", l_require},
   {"run", ur_l_run},
   {"loopinfo", ur_l_loopinfo},
   {"status", ur_l_status},
@@ -43,9 +59,14 @@ int luaopen_uvrequire_core (lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, LUA_LOADLIBNAME) != LUA_TTABLE)
     return luaL_error(L, "uvrequire needs the package library");
-  pushrequire(L, lua_gettop(L), ur_l_require, 0);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GLOBALREQ) == LUA_TNIL) {
+    lua_pop(L, 1);
+    pushrequire(L, lua_gettop(L), ur_l_require, 0);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &GLOBALREQ);  /* one per state */
+  }
   ur_loaded_guard(L, -1);  /* LOADED's metatable uses this 'require' */
-  lua_setfield(L, -4, "require");
+  lua_pop(L, 1);
   pushrequire(L, lua_gettop(L), ur_l_import_module, 1);
   lua_setfield(L, -4, "import_module");
   lua_pushcfunction(L, ur_l_setloop);  /* for 'uvrequire_set_loop' */

@@ -21,9 +21,10 @@
 ur_guard *ur_load_guard (lua_State *L, int idx) {
   ur_guard *g;
   idx = lua_absindex(L, idx);
-  g = (ur_guard *)lua_newuserdatauv(L, sizeof(ur_guard), 2);
+  g = (ur_guard *)lua_newuserdatauv(L, sizeof(ur_guard), 3);
   g->ms = -1;  /* no timeout */
   g->timer = 0;
+  g->blockt0 = 0;  /* not watched (uservalue 3: the detector's site) */
   luaL_setmetatable(L, GUARD);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);  /* guard -> load */
@@ -72,7 +73,7 @@ void ur_load_restorechain (lua_State *L, int g, int idx) {
 ** drives a load that has not ended (its coroutine was closed while it
 ** waited, or an error escaped before the frame could end the load), the
 ** load goes to a waiter (still searching or body due) or fails.  Then
-** the chain is restored.
+** the chain is restored, and a blocking require is reported (stats.c).
 */
 int ur_load_guardclose (lua_State *L) {
   ur_load *ld;
@@ -100,6 +101,7 @@ int ur_load_guardclose (lua_State *L) {
     }
   }
   ur_load_restorechain(L, 1, 3);
+  ur_stats_unwatch(L, 1);
   return 0;
 }
 

@@ -148,7 +148,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
 ** yet).  A cycle across threads returns the module's stored value if
 ** it has one; else it raises.
 */
-static int await (lua_State *L, ur_load *ld, double ms) {
+static int await (lua_State *L, ur_load *ld, double ms, int blocks) {
   if (ur_load_cycle(L, LOADIDX)) {  /* pushes message, last edge */
     if (ld->driver != L) {  /* rule 11, across threads */
       ur_load_pushvalue(L, LOADIDX);
@@ -172,6 +172,7 @@ static int await (lua_State *L, ur_load *ld, double ms) {
   ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
   if (ur_sched_cansuspend(L))
     return ur_require_waitwaiter(L);
+  if (blocks) ur_stats_watch(L, FRAME);
   return syncwait(L, ld);
 }
 
@@ -219,6 +220,7 @@ static double options (lua_State *L, const char *fname) {
 static int dorequire (lua_State *L, const char *fname) {
   const char *name = checkname(L, fname);
   double ms = -1;  /* timeout: none */
+  int blocks;  /* it blocks a running loop: the detector watches it */
   ur_load *ld;
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
     ms = options(L, fname);
@@ -237,10 +239,7 @@ static int dorequire (lua_State *L, const char *fname) {
       return 1;  /* as stock, they may find it */
     lua_pop(L, 1);
   }
-  if (ur_runtime_get(L)->detect != 0) {  /* a blocking require? */
-    int n = ur_stats_detect(L, name);
-    if (n >= 0) return n;
-  }
+  blocks = ur_runtime_get(L)->detect != 0 && ur_stats_blocks(L, name);
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
     return luaL_error(L, "'package.searchers' must be a table");
   if ((ld = ur_load_find(L, name)) != NULL) {  /* LOADIDX */
@@ -249,10 +248,11 @@ static int dorequire (lua_State *L, const char *fname) {
       if (lua_toboolean(L, -1)) return 1;
       lua_pop(L, 1);
     }
-    return await(L, ld, ms);
+    return await(L, ld, ms, blocks);
   }
   ld = ur_load_new(L, name);  /* LOADIDX */
   ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
+  if (blocks) ur_stats_watch(L, FRAME);
   ur_load_drive(L, LOADIDX, ld);
   lua_getiuservalue(L, FRAME, 2);  /* the thread's load before this */
   ur_stats_begin(L, LOADIDX, -1);

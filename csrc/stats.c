@@ -257,34 +257,62 @@ void ur_stats_reportblock (lua_State *L, const char *name, int site,
 /*
 ** The detector: a require that cannot wait by yielding, of a module not
 ** loaded yet, while a loop uvrequire serves is running, blocks that
-** loop.  "strict": raise instead of loading.  "warn": load, then report
-** how long it blocked (once per module and call site).  Returns -1 to
-** go on as usual, else the results of this 'require'.
+** loop.  "strict": raise here, instead of loading.  "warn": returns 1,
+** and the require frame then watches its guard ('ur_stats_watch'); the
+** report is made when the guard closes, however the load ended.  The
+** load runs in the caller's own 'require' frame, so that its errors and
+** tracebacks are stock's.  0: not a blocking require (or one inside a
+** watched one: the outermost is reported).  Stack: unchanged.
 */
-int ur_stats_detect (lua_State *L, const char *name) {
+int ur_stats_blocks (lua_State *L, const char *name) {
   ur_runtime *rt = ur_runtime_get(L);
-  uint64_t t0;
-  int n, status, site;
   if (rt->detect == 0 || rt->blocking > 0 || ur_sched_cansuspend(L) ||
       !ur_runtime_running(L, rt))
-    return -1;
-  ur_stats_pushsite(L);
-  site = lua_gettop(L);
-  if (rt->detect == 2)
+    return 0;
+  if (rt->detect == 2) {
+    ur_stats_pushsite(L);
     return luaL_error(L, "blocking require of '%s' inside the event loop "
-                         "at %s", name, lua_tostring(L, site));
-  lua_Debug ar;  /* load it through this very 'require', reentered */
-  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar))
-    return -1;
-  lua_pushvalue(L, 1);
-  rt->blocking++;
-  t0 = uv_hrtime();
-  status = lua_pcall(L, 1, LUA_MULTRET, 0);
-  rt->blocking--;
-  ur_stats_reportblock(L, name, site, uv_hrtime() - t0);
-  if (status != LUA_OK) return lua_error(L);
-  n = lua_gettop(L) - site;
-  return n;
+                         "at %s", name, lua_tostring(L, -1));
+  }
+  return 1;
+}
+
+
+/*
+** Watch the blocking require whose frame guard is at 'g': note the
+** caller's site (guard's uservalue 3) and the time.  Nested requires
+** are not reported until 'ur_stats_unwatch'.  Stack: net zero.
+*/
+void ur_stats_watch (lua_State *L, int g) {
+  ur_guard *gd = (ur_guard *)lua_touserdata(L, g);
+  g = lua_absindex(L, g);
+  ur_stats_pushsite(L);
+  lua_setiuservalue(L, g, 3);
+  ur_runtime_get(L)->blocking++;
+  gd->blockt0 = uv_hrtime();
+}
+
+
+/*
+** The guard at 'g' closes: if it was watched, report how long its
+** require blocked (its load's name, and the site noted).  Never raises
+** but for memory.  Stack: net zero.
+*/
+void ur_stats_unwatch (lua_State *L, int g) {
+  ur_guard *gd = (ur_guard *)lua_touserdata(L, g);
+  uint64_t t0 = gd->blockt0;
+  const char *name = "?";
+  int top = lua_gettop(L);
+  if (t0 == 0) return;
+  gd->blockt0 = 0;
+  ur_runtime_get(L)->blocking--;
+  g = lua_absindex(L, g);
+  if (lua_getiuservalue(L, g, 1) == LUA_TUSERDATA &&
+      lua_getiuservalue(L, -1, UV_NAME) == LUA_TSTRING)
+    name = lua_tostring(L, -1);  /* (anchored by the load below) */
+  lua_getiuservalue(L, g, 3);  /* the site */
+  ur_stats_reportblock(L, name, -1, uv_hrtime() - t0);
+  lua_settop(L, top);  /* pop the load, its name, the site */
 }
 
 

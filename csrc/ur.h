@@ -544,6 +544,7 @@ ur_load *ur_load_new (lua_State *L, const char *name);
 typedef struct ur_guard {
   double ms;            /* timeout in ms, or < 0 for none */
   lua_Integer timer;    /* its timer's id once armed, or 0 */
+  uint64_t blockt0;     /* a blocking require's start (detector), or 0 */
 } ur_guard;
 
 ur_guard *ur_load_guard (lua_State *L, int idx);
@@ -598,7 +599,9 @@ void ur_stats_pushsite (lua_State *L);
 void ur_stats_reportblock (lua_State *L, const char *name, int site,
                            uint64_t ns);
 void ur_stats_register (lua_State *L);
-int ur_stats_detect (lua_State *L, const char *name);
+int ur_stats_blocks (lua_State *L, const char *name);
+void ur_stats_watch (lua_State *L, int g);
+void ur_stats_unwatch (lua_State *L, int g);
 int ur_require_calledbystock (lua_State *L, int level);
 void ur_loaded_guard (lua_State *L, int req);
 int ur_loaded_foreign (lua_State *L, int idx);

@@ -11,8 +11,6 @@ local core = require "uvrequire.core"
 local M = {
   --- The value a waiting coroutine yields to whoever resumed it.
   PENDING = core.PENDING,
-  --- The replacement `require` itself.
-  require = core.require,
   --- `require` returning the module only (one result).
   import_module = core.import_module,
   --- A table describing the loop in use (kind, jobs, handles, threads).
@@ -21,6 +19,12 @@ local M = {
   status = core.status,
 }
 
+-- The replacement `require` itself, which install() puts in _G.  It is
+-- M.require through M's metatable, not a field of M: a traceback names
+-- a C function by a field that holds it (`uvrequire.require`), and must
+-- name it `require`, as it names stock's.
+local grequire = core.require()
+setmetatable(M, { __index = { require = grequire } })
 local replaced = nil  -- the global `require` that install() replaced
 local swapped = {}    -- package.searchers index -> stock searcher
 
@@ -122,9 +126,9 @@ function M.install(opts)
     installed = true
     core.stats(true)  -- records from here on
   end
-  if rawget(_G, "require") ~= core.require then
+  if rawget(_G, "require") ~= grequire then
     replaced = rawget(_G, "require")
-    _G.require = core.require
+    _G.require = grequire
     swapsearchers()
   end
   return M
@@ -133,7 +137,7 @@ end
 --- Put back the global `require` that install() replaced.
 -- @return the module
 function M.uninstall()
-  if replaced ~= nil and rawget(_G, "require") == core.require then
+  if replaced ~= nil and rawget(_G, "require") == grequire then
     _G.require = replaced
   end
   replaced = nil

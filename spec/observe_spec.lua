@@ -111,6 +111,43 @@ print(t:result())
       assert.equals("", r.err)
     end)
 
+    it("loads in the caller's own require: errors and tracebacks are " ..
+       "stock's", function()
+      H.files(dir, {
+        ["oe.lua"] = "error('boom', 3)",   -- names require's caller
+      })
+      local src = [[
+local uv = require "luv"
+local t = uv.new_timer()
+t:start(0, 0, function()
+  t:close()
+  print(select(2, pcall(function() return require "nosuch" end))
+        :match("^[^\n]*"))
+  print(select(2, pcall(function() return require "oe" end)))
+  local _, tb = xpcall(function() return require "nosuch2" end,
+                       debug.traceback)
+  print((tb:gsub("^[^\n]*\n", ""):gsub("\n\t[^\n]*/busted[^\n]*", "")))
+  print(require "od".name)
+end)
+uv.run()
+]]
+      local stock = run(dir, src, "UVREQUIRE_DETECT=")
+      local ur = run(dir, src, "UVREQUIRE_DETECT=", { K.install() })
+      assert.equals(stock.out, ur.out)
+      assert.matches("^prog.lua:5: module 'nosuch' not found:\n" ..
+                     "prog.lua:7: boom\n", stock.out)
+      assert.equals("", stock.err)
+      assert.equals(
+        "uvrequire: blocking require of 'nosuch' inside the event loop " ..
+        "at prog.lua:5 (blocked it for # ms)\n" ..
+        "uvrequire: blocking require of 'oe' inside the event loop " ..
+        "at prog.lua:7 (blocked it for # ms)\n" ..
+        "uvrequire: blocking require of 'nosuch2' inside the event loop " ..
+        "at prog.lua:8 (blocked it for # ms)\n" ..
+        "uvrequire: blocking require of 'od' inside the event loop " ..
+        "at prog.lua:11 (blocked it for # ms)\n", mask(ur.err))
+    end)
+
     it("on_block(fn) gets the report instead of stderr", function()
       local r = run(dir, [[
 local uv = require "luv"
