@@ -62,6 +62,52 @@ int ur_load_cycle (lua_State *L, int idx) {
 
 
 /*
+** The running thread runs in the body of the load at 'idx' without
+** driving it (a coroutine the body resumed: 'ur_load_inbody'), and
+** requires that module, which stored no value.  Raises, with the
+** caller's position, "circular require: m -> x -> ... -> m", naming the
+** loads the running thread drives in between, outermost first.
+*/
+int ur_load_nestedcycle (lua_State *L, int idx) {
+  int top, n = 0, i;
+  luaL_Buffer b;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 8, NULL);
+  luaL_where(L, 1);  /* top: the caller's position, as 'luaL_error' */
+  top = lua_gettop(L);
+  ur_pushtable(L, &ur_key_driving);
+  lua_pushthread(L);
+  lua_rawget(L, -2);  /* cursor: the thread's innermost load, or nil */
+  while (lua_type(L, -1) == LUA_TUSERDATA && !lua_rawequal(L, -1, idx) &&
+         n < 100000) {
+    luaL_checkstack(L, 4, NULL);
+    lua_getiuservalue(L, -1, UV_NAME);
+    lua_insert(L, top + 2);  /* names from top+2 up, outermost first */
+    n++;
+    lua_getiuservalue(L, -1, UV_PARENT);  /* (in this thread: its own) */
+    lua_replace(L, -2);
+  }
+  lua_pop(L, 1);  /* pop cursor */
+  luaL_buffinit(L, &b);  /* (values below the buffer stay in place) */
+  lua_pushvalue(L, top);
+  luaL_addvalue(&b);
+  luaL_addstring(&b, "circular require: ");
+  lua_getiuservalue(L, idx, UV_NAME);
+  luaL_addvalue(&b);
+  for (i = 0; i < n; i++) {
+    luaL_addstring(&b, " -> ");
+    lua_pushvalue(L, top + 2 + i);
+    luaL_addvalue(&b);
+  }
+  luaL_addstring(&b, " -> ");
+  lua_getiuservalue(L, idx, UV_NAME);
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  return lua_error(L);
+}
+
+
+/*
 ** Break a cycle across threads with rule 11: the running thread's own
 ** innermost load has stored a value for itself, and the load at 'x'
 ** (another thread's) waits on it: that waiter is handed the value, at

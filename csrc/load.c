@@ -90,6 +90,24 @@ lua_State *ur_load_driver (lua_State *L, int idx) {
 
 
 /*
+** Does the running thread run the body of the load at 'idx'?  It does
+** if it drives the load, or if the driver is active below it: a
+** coroutine the body resumed (directly or not), or a callback the body
+** ran (a nested loop).  An active thread that is not running resumed
+** or called the running one, as 'coroutine.status' calls it "normal".
+** Such a thread sees what the body stored, as in stock Lua.  A task
+** never does: it runs on its own, even when a loop the body runs
+** resumes it, and waits for the module.
+*/
+int ur_load_inbody (lua_State *L, int idx) {
+  lua_State *d = ur_load_driver(L, idx);
+  lua_Debug ar;
+  return d == L || (d != NULL && lua_status(d) == LUA_OK &&
+                    lua_getstack(d, 0, &ar) && !ur_sched_istask(L));
+}
+
+
+/*
 ** Load record of 'name', pushed, or nothing and NULL.  A load whose
 ** driver was collected goes to a waiter if it can; else it ends (its
 ** waiters get an error) and a new load may start.

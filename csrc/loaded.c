@@ -13,8 +13,9 @@ static const char GUARDMT = 'm';  /* registry key: our metatable */
 
 
 /*
-** __index(LOADED, k): a module still loading is not there, but for its
-** driver, who sees its provisional value (rule 11).  Stock 'require'
+** __index(LOADED, k): a module still loading is not there, but for the
+** thread that runs its body ('ur_load_inbody'), who sees its
+** provisional value (rule 11).  Stock 'require'
 ** (kept by a library, or after 'uninstall') gets the finished module:
 ** the load is completed synchronously first, by the replacement
 ** 'require' (upvalue 1), so that no body runs twice; its errors
@@ -25,7 +26,7 @@ static int loaded_index (lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING ||
       (ld = ur_load_find(L, lua_tostring(L, 2))) == NULL)
     return 0;
-  if (ld->driver == L) {
+  if (ur_load_inbody(L, -1)) {
     lua_getiuservalue(L, -1, UV_VALUE);
     return 1;
   }

@@ -243,10 +243,12 @@ static int dorequire (lua_State *L, const char *fname) {
   if (lua_getfield(L, lua_upvalueindex(1), "searchers") != LUA_TTABLE)
     return luaL_error(L, "'package.searchers' must be a table");
   if ((ld = ur_load_find(L, name)) != NULL) {  /* LOADIDX */
-    if (ld->driver == L) {  /* rule 11: its own provisional value */
+    if (ur_load_inbody(L, LOADIDX)) {  /* rule 11: its provisional value */
       ur_load_pushvalue(L, LOADIDX);
       if (lua_toboolean(L, -1)) return 1;
       lua_pop(L, 1);
+      if (ld->driver != L)  /* a coroutine its body resumed */
+        return ur_load_nestedcycle(L, LOADIDX);
     }
     return await(L, ld, ms, blocks);
   }

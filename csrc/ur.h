@@ -539,6 +539,7 @@ typedef struct ur_load {
 void ur_load_init (lua_State *L);
 ur_load *ur_load_find (lua_State *L, const char *name);
 lua_State *ur_load_driver (lua_State *L, int idx);
+int ur_load_inbody (lua_State *L, int idx);
 ur_load *ur_load_new (lua_State *L, const char *name);
 /* a require frame's guard: its optional timeout */
 typedef struct ur_guard {
@@ -551,6 +552,7 @@ ur_guard *ur_load_guard (lua_State *L, int idx);
 void ur_load_drive (lua_State *L, int idx, ur_load *ld);
 void ur_load_takeover (lua_State *L, int idx, ur_load *ld);
 int ur_load_cycle (lua_State *L, int idx);
+int ur_load_nestedcycle (lua_State *L, int idx);
 int ur_load_serve (lua_State *L, int x);
 int ur_load_served (lua_State *L, int idx);
 void ur_load_addwaiter (lua_State *L, int idx, lua_Integer tok);

@@ -169,6 +169,83 @@ describe("guarded package.loaded", function()
     end)
   end)
 
+  describe("a coroutine that a body resumes", function()
+    -- nested in the body's own run, as stock Lua sees it: it sees the
+    -- module's stored value, and its require of the module returns it
+    before_each(function()
+      modules {
+        nest = [[
+          local M = { complete = false }
+          package.loaded[...] = M
+          local seen, got = coroutine.wrap(function()
+            return package.loaded.nest, require "nest"
+          end)()
+          M.seen_ok, M.got_ok = seen == M, got == M
+          local co = coroutine.create(function()  -- two levels down
+            return coroutine.wrap(function() return require "nest" end)()
+          end)
+          local _, deep = coroutine.resume(co)
+          M.deep_ok = deep == M
+          M.complete = true
+          return M
+        ]],
+        nest_nil = [[
+          local ok, err = coroutine.wrap(function()
+            return pcall(function() return require "nest_mid" end)
+          end)()
+          return { ok = ok, err = err }
+        ]],
+        nest_mid = "return require 'nest_nil'",
+        nest_loop = [[
+          local M = { complete = false }
+          package.loaded[...] = M
+          local U = require "uvrequire"
+          U.spawn(function() SEEN = { package.loaded.nest_loop } end)
+          U.run()  -- a loop the body runs resumes a task
+          M.complete = true
+          return M
+        ]],
+      }
+      _G.require = U.require
+    end)
+    after_each(function() _G.require = H.stock end)
+
+    local function check(m)
+      assert.is_true(m.seen_ok)
+      assert.is_true(m.got_ok)
+      assert.is_true(m.deep_ok)
+      assert.is_true(m.complete)
+    end
+
+    it("sees the stored value, at top level and in a task", function()
+      check(U.require("nest"))
+      package.loaded.nest = nil
+      local ok, m = H.task(U.require, "nest")
+      assert.is_true(ok)
+      check(m)
+    end)
+
+    it("is not a task, which waits for the module even when a loop the " ..
+       "body runs resumes it", function()
+      local m = U.require("nest_loop")
+      assert.is_true(m.complete)
+      assert.same({}, SEEN)
+      SEEN = nil
+    end)
+
+    it("meets a cycle, not a hang, when the module stored nothing",
+       function()
+      local m = U.require("nest_nil")
+      assert.is_false(m.ok)
+      assert.equals(dir .. "/nest_mid.lua:1: circular require: nest_nil " ..
+                    "-> nest_mid -> nest_nil", m.err)
+      package.loaded.nest_nil, package.loaded.nest_mid = nil, nil
+      local ok, m2 = H.task(U.require, "nest_nil")
+      assert.is_true(ok)
+      assert.equals(m.err, m2.err)
+    end)
+  end)
+
   describe("clean failure", function()
     it("gives every waiter the same error and leaves no trace", function()
       modules {
