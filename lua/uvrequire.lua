@@ -229,6 +229,22 @@ end
 local Task = {}
 Task.__index = Task
 
+-- The task a method was called on (its first argument): raises as
+-- luaL_checkudata words it if that is not a task handle.
+local function checktask(fname, ...)
+  local self = ...
+  if getmetatable(self) ~= Task then
+    local got = select("#", ...) == 0 and "no value" or type(self)
+    local info = debug.getinfo(2, "n")
+    if info and info.namewhat == "method" then
+      error(("calling '%s' on bad self (task expected, got %s)")
+            :format(fname, got), 3)
+    end
+    badarg(1, fname, "task expected, got " .. got, 3)
+  end
+  return self
+end
+
 -- tasks that failed, oldest first, until claimed or reported (weak: a
 -- handle nobody holds is reported when it is collected)
 local failed = setmetatable({}, { __mode = "v" })
@@ -298,19 +314,21 @@ end
 -- error "cancelled", raised in the task at the loop's next turn. The
 -- import goes on for its other waiters, or is dropped if none remain.
 -- @return true if the task was waiting, false if it was not
-function Task:cancel()
+function Task.cancel(...)
+  local self = checktask("cancel", ...)
   if self.finished then return false end
   return core.cancel(self.co, "cancelled")
 end
 
 --- Has the task finished (returned or raised)?
-function Task:done()
-  return self.finished
+function Task.done(...)
+  return checktask("done", ...).finished
 end
 
 --- The task's outcome: `true, results...` or `false, err`. Claims the
 -- error, so that it is not reported.
-function Task:result()
+function Task.result(...)
+  local self = checktask("result", ...)
   if not self.finished then error("task is not done", 2) end
   if not self.results then
     self.claimed = true
@@ -331,7 +349,11 @@ end
 -- raised by run() (`waiting`): the wait claims it when it returns it,
 -- and a wait that ends otherwise (cancelled, or an error) leaves it to
 -- be reported.
-function Task:wait()
+function Task.wait(...)
+  local self = checktask("wait", ...)
+  if self.co == coroutine.running() then
+    error("a task cannot wait for itself", 2)
+  end
   self.waiting = self.waiting + 1
   if core.cansuspend() then
     local ok, err = pcall(park, self)

@@ -80,6 +80,44 @@ describe("API errors", function()
       "task cannot finish: the loop has nothing left to run")
   end)
 
+  it("a task's methods check their task; a task cannot wait for itself",
+     function()
+    local t = uv.spawn(function() return 1 end)
+    local function err(f, ...)
+      local ok, e = pcall(f, ...)
+      assert.is_false(ok)
+      return e
+    end
+    for _, m in ipairs { "result", "wait", "done", "cancel" } do
+      assert.equals("bad argument #1 to '" .. m .. "' (task expected, " ..
+                    "got no value)", err(t[m]))
+      assert.equals("bad argument #1 to '" .. m .. "' (task expected, " ..
+                    "got number)", err(t[m], 5))
+    end
+    local proxy = setmetatable({}, { __index = t })
+    local e = err(function() local d = proxy:done(); return d end)
+    assert.matches("^spec/install_spec.lua:%d+: calling 'done' on bad " ..
+                   "self %(task expected, got table%)$", e)
+    local dir = H.tmpdir()
+    H.write(dir .. "/selfwait.lua", "return 1")
+    local old = package.path
+    package.path = dir .. "/?.lua;" .. old
+    local me
+    me = uv.spawn(function()
+      uv.import_module("selfwait")  -- (waits: 'me' is assigned)
+      return pcall(function() local r = me:wait(); return r end)
+    end)
+    uv.run()
+    package.path = old
+    H.rmtree(dir)
+    package.loaded.selfwait = nil
+    local ok, pok, perr = me:result()
+    assert.is_true(ok)
+    assert.is_false(pok)
+    assert.matches("^spec/install_spec.lua:%d+: a task cannot wait for " ..
+                   "itself$", perr)
+  end)
+
   it("run refuses to run a loop that is already running", function()
     local timer = H.luv.new_timer()
     local err
