@@ -178,11 +178,19 @@ static void renewafterfork (lua_State *L, ur_runtime *rt) {
 }
 
 
-/* luv's context, if luv was loaded in this state and has a loop */
+/*
+** luv's context, if luv was loaded in this state and has a loop.
+** LOADED is read raw: no metamethod of anyone's runs, nothing raises.
+*/
 static luvctx *luvcontext (lua_State *L) {
   luvctx *ctx = NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, "luv") != LUA_TNIL) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE)
+    lua_pushnil(L);  /* not a table: no luv */
+  else {
+    lua_pushliteral(L, "luv");
+    lua_rawget(L, -2);
+  }
+  if (!lua_isnil(L, -1)) {
     if (lua_getfield(L, LUA_REGISTRYINDEX, "luv_context") == LUA_TUSERDATA)
       ctx = (luvctx *)lua_touserdata(L, -1);
     lua_pop(L, 1);  /* pop context */

@@ -388,3 +388,25 @@ H.rmtree(dir)
 ]])
   end)
 end)
+
+describe("package.loaded with someone else's metatable", function()
+  it("finds luv's loop without calling its metamethods", function()
+    -- set before uvrequire loads, so uvrequire's guard stays out; its
+    -- __index raises for "luv", which the loop lookup must not ask
+    local out = K.indir([[
+setmetatable(package.loaded, { __index = function(_, k)
+  if k == "luv" then error("asked for luv", 0) end
+end })
+local uv = require "uvrequire"
+local f = assert(io.open(DIR .. "/foreign_mt.lua", "w"))
+f:write("return 'fm'")
+f:close()
+package.path = DIR .. "/?.lua;" .. package.path
+local t = uv.spawn(uv.import_module, "foreign_mt")
+print(pcall(uv.run))
+print(t:result())
+print(uv.loopinfo().handles)
+]])
+    assert.equals("true\tfalse\ntrue\tfm\n0\n", out)
+  end)
+end)
