@@ -15,7 +15,9 @@
 # until the body's requires of 16 fillers make room; the second one is
 # adopted; after 512 loads, fillers go stale and are dropped for them);
 # and mode "lazy": a 'lazy' proxy (its prefetch starts) and its first
-# use.
+# use; mode "detect": a blocking require in the running loop, which
+# the detector watches and reports; mode "inbody": a coroutine a body
+# resumes requires the module (its stored value) and meets a cycle.
 # Then mode "cut": names waiting for room outlive a sweep that fails
 # (spec/fixtures/oom_cut.lua, one host per N).  For N = 1, 2, ... each run must
 # succeed or raise "not enough memory", leave nothing stuck "loading",
@@ -45,7 +47,7 @@ if ! cc -std=gnu99 -Wall -Wextra -Werror -O1 -g \
   echo "oom check: build of build/oomhost failed"; exit 1
 fi
 MAXFAIL=${OOM_MAXFAIL:-300}
-MODES=${OOM_MODES:-top task hostrun nested cold coldtask warm warmtask \
+MODES=${OOM_MODES:-top task hostrun nested detect inbody cold coldtask warm warmtask \
                    pftop pftask pfwarm pffull lazy}
 log=$(mktemp)
 caches=$(mktemp -d)
