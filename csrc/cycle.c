@@ -61,47 +61,71 @@ int ur_load_cycle (lua_State *L, int idx) {
 }
 
 
+/* append the name of the load at 'x' to the list at 'list' */
+static void addname (lua_State *L, int list, int x) {
+  lua_getiuservalue(L, x, UV_NAME);
+  lua_rawseti(L, list, luaL_len(L, list) + 1);
+}
+
+
 /*
 ** The running thread runs in the body of the load at 'idx' without
 ** driving it (a coroutine the body resumed: 'ur_load_inbody'), and
 ** requires that module, which stored no value.  Raises, with the
-** caller's position, "circular require: m -> x -> ... -> m", naming the
-** loads the running thread drives in between, outermost first.
+** caller's position, "circular require: m -> ... -> m": from m, the
+** loads its driver runs (each waits on the next), down to the one
+** whose body resumed this thread; then the loads this thread drives,
+** outermost first.
 */
 int ur_load_nestedcycle (lua_State *L, int idx) {
-  int top, n = 0, i;
+  lua_State *d = ur_load_driver(L, idx);
+  int top, list, i, n;
   luaL_Buffer b;
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 8, NULL);
   luaL_where(L, 1);  /* top: the caller's position, as 'luaL_error' */
   top = lua_gettop(L);
-  ur_pushtable(L, &ur_key_driving);
-  lua_pushthread(L);
-  lua_rawget(L, -2);  /* cursor: the thread's innermost load, or nil */
-  while (lua_type(L, -1) == LUA_TUSERDATA && !lua_rawequal(L, -1, idx) &&
-         n < 100000) {
-    luaL_checkstack(L, 4, NULL);
-    lua_getiuservalue(L, -1, UV_NAME);
-    lua_insert(L, top + 2);  /* names from top+2 up, outermost first */
-    n++;
-    lua_getiuservalue(L, -1, UV_PARENT);  /* (in this thread: its own) */
+  lua_newtable(L);  /* top+1: the names */
+  list = top + 1;
+  lua_pushvalue(L, idx);  /* cursor: the driver's side, from m */
+  for (n = 0; n < 100000; n++) {
+    addname(L, list, -1);
+    if (lua_getiuservalue(L, -1, UV_WAITSON) != LUA_TUSERDATA ||
+        ur_load_driver(L, -1) != d) {
+      lua_pop(L, 1);
+      break;
+    }
     lua_replace(L, -2);
   }
   lua_pop(L, 1);  /* pop cursor */
+  n = (int)luaL_len(L, list);
+  ur_pushtable(L, &ur_key_driving);  /* this thread's side */
+  lua_pushthread(L);
+  lua_rawget(L, -2);  /* cursor: its innermost load, or nil */
+  while (lua_type(L, -1) == LUA_TUSERDATA && ur_load_driver(L, -1) == L &&
+         !lua_rawequal(L, -1, idx) && luaL_len(L, list) < 200000) {
+    lua_getiuservalue(L, -1, UV_NAME);  /* insert at n + 1: innermost */
+    for (i = (int)luaL_len(L, list); i > n; i--) {  /* last */
+      lua_rawgeti(L, list, i);
+      lua_rawseti(L, list, i + 1);
+    }
+    lua_rawseti(L, list, n + 1);
+    lua_getiuservalue(L, -1, UV_PARENT);  /* its parent, if this
+                                              thread's too */
+    lua_replace(L, -2);
+  }
+  lua_pop(L, 2);  /* pop cursor, DRIVING */
+  addname(L, list, idx);
   luaL_buffinit(L, &b);  /* (values below the buffer stay in place) */
   lua_pushvalue(L, top);
   luaL_addvalue(&b);
   luaL_addstring(&b, "circular require: ");
-  lua_getiuservalue(L, idx, UV_NAME);
-  luaL_addvalue(&b);
-  for (i = 0; i < n; i++) {
-    luaL_addstring(&b, " -> ");
-    lua_pushvalue(L, top + 2 + i);
+  n = (int)luaL_len(L, list);
+  for (i = 1; i <= n; i++) {
+    if (i > 1) luaL_addstring(&b, " -> ");
+    lua_rawgeti(L, list, i);
     luaL_addvalue(&b);
   }
-  luaL_addstring(&b, " -> ");
-  lua_getiuservalue(L, idx, UV_NAME);
-  luaL_addvalue(&b);
   luaL_pushresult(&b);
   return lua_error(L);
 }

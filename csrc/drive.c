@@ -50,11 +50,14 @@ static void runhere (lua_State *L, ur_load *ld) {
 
 /*
 ** The driver's load failed with the error at the top: end it (waiters
-** get this very error), restore the chain, and raise the error.
+** get this very error), restore the chain, report it if it blocked the
+** loop (here: a coroutine that dies of this error is not closed, so
+** its guard may close late), and raise the error.
 */
 static int failraise (lua_State *L) {
   ur_load_fail(L, LOADIDX);
   ur_load_restorechain(L, FRAME, LOADIDX);
+  ur_stats_unwatch(L, FRAME);
   return lua_error(L);
 }
 
@@ -102,7 +105,9 @@ int ur_require_waitwaiter (lua_State *L) {
 
 /* return the outcome of the ended load (raises its error) */
 int ur_require_outcome (lua_State *L) {
-  int n = ur_load_outcome(L, LOADIDX);
+  int n;
+  ur_stats_unwatch(L, FRAME);
+  n = ur_load_outcome(L, LOADIDX);
   if (lua_toboolean(L, lua_upvalueindex(2))) {  /* import_module */
     lua_pop(L, n - 1);
     return 1;
@@ -450,6 +455,7 @@ static int k_loaded (lua_State *L, int status, lua_KContext ctx) {
   }
   ur_load_succeed(L, LOADIDX);
   ur_load_restorechain(L, FRAME, LOADIDX);
+  ur_stats_unwatch(L, FRAME);
   if (lua_toboolean(L, lua_upvalueindex(2)))  /* import_module */
     return 1;  /* module result */
   lua_rotate(L, -2, 1);  /* loader data <-> module result */

@@ -101,7 +101,7 @@ int ur_load_guardclose (lua_State *L) {
     }
   }
   ur_load_restorechain(L, 1, 3);
-  ur_stats_unwatch(L, 1);
+  ur_stats_unwatch(L, 1);  /* (if no exit of the frame did already) */
   return 0;
 }
 
@@ -146,6 +146,7 @@ void ur_load_handover (lua_State *L, int idx, ur_load *ld) {
     lua_rawset(L, -3);  /* DRIVERS[load] = co */
     lua_pop(L, 3);  /* pop DRIVERS, co, list */
     ld->driver = co;
+    ld->dseq = ++ur_runtime_get(L)->tick;
     ur_load_settoken(ld, tok);
     if (ld->state == UR_LREADY ||
         (ld->job != NULL && ur_exec_isdone(ld->job)))

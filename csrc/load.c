@@ -95,15 +95,22 @@ lua_State *ur_load_driver (lua_State *L, int idx) {
 ** coroutine the body resumed (directly or not), or a callback the body
 ** ran (a nested loop).  An active thread that is not running resumed
 ** or called the running one, as 'coroutine.status' calls it "normal".
-** Such a thread sees what the body stored, as in stock Lua.  A task
-** never does: it runs on its own, even when a loop the body runs
-** resumes it, and waits for the module.
+** Such a thread sees what the body stored, as in stock Lua.  A thread
+** the scheduler resumed since the driver took the load runs on its own
+** (a loop the body runs resumed it), and so does whatever that thread
+** resumes: they wait for the module.  A task never is within a body.
 */
 int ur_load_inbody (lua_State *L, int idx) {
+  ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   lua_State *d = ur_load_driver(L, idx);
+  ur_runtime *rt;
   lua_Debug ar;
-  return d == L || (d != NULL && lua_status(d) == LUA_OK &&
-                    lua_getstack(d, 0, &ar) && !ur_sched_istask(L));
+  if (d == L) return 1;
+  if (d == NULL || lua_status(d) != LUA_OK || !lua_getstack(d, 0, &ar) ||
+      ur_sched_istask(L))
+    return 0;  /* not active below the running thread; or a task */
+  rt = ur_runtime_get(L);
+  return rt->rsco == NULL || rt->rsco == d || rt->rsseq < ld->dseq;
 }
 
 
@@ -153,6 +160,7 @@ void ur_load_setdriver (lua_State *L, int idx, ur_load *ld) {
   lua_rawset(L, -3);  /* DRIVING[L] = load */
   lua_pop(L, 1);
   ld->driver = L;
+  ld->dseq = ++ur_runtime_get(L)->tick;
   ur_load_settoken(ld, 0);
 }
 

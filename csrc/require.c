@@ -70,6 +70,7 @@ static const char *checkname (lua_State *L, const char *fname) {
 ** ======================================================= */
 
 static int suspended (lua_State *L) {
+  ur_stats_unwatch(L, FRAME);
   return luaL_error(L, "module '%s' is loading in a suspended coroutine; "
                        "a require that cannot yield cannot wait for it",
                     lua_tostring(L, 1));

@@ -239,11 +239,32 @@ void ur_sched_ready (lua_State *L, lua_Integer tok) {
 
 /* resume 'co' (suspended), from 'L'; route an error it raises */
 static void resume (lua_State *L, lua_State *co) {
-  int nres, status = lua_resume(co, L, 0, &nres);
+  int nres, status = ur_sched_resumetask(L, co, 0, &nres);
   if (status == LUA_OK || status == LUA_YIELD)
     lua_pop(co, nres);
   else
     ur_sched_died(L, co);
+}
+
+
+/*
+** lua_resume of a coroutine that runs on its own, not within the
+** thread that resumes it: a task, or a waiter the scheduler resumes.
+** While it runs, it is the innermost such ('rsco'), so that a body
+** that resumed it does not count it in ('ur_load_inbody').
+*/
+int ur_sched_resumetask (lua_State *L, lua_State *co, int narg,
+                         int *nres) {
+  ur_runtime *rt = ur_runtime_get(L);
+  lua_State *pco = rt->rsco;  /* (lua_resume returns, never jumps) */
+  uint64_t pseq = rt->rsseq;
+  int status;
+  rt->rsco = co;
+  rt->rsseq = ++rt->tick;
+  status = lua_resume(co, L, narg, nres);
+  rt->rsco = pco;
+  rt->rsseq = pseq;
+  return status;
 }
 
 

@@ -259,7 +259,8 @@ void ur_stats_reportblock (lua_State *L, const char *name, int site,
 ** loaded yet, while a loop uvrequire serves is running, blocks that
 ** loop.  "strict": raise here, instead of loading.  "warn": returns 1,
 ** and the require frame then watches its guard ('ur_stats_watch'); the
-** report is made when the guard closes, however the load ended.  The
+** report is made as the frame ends (each of its exits unwatches; the
+** guard's __close is the fallback), however the load ended.  The
 ** load runs in the caller's own 'require' frame, so that its errors and
 ** tracebacks are stock's.  0: not a blocking require (or one inside a
 ** watched one: the outermost is reported).  Stack: unchanged.
@@ -299,11 +300,11 @@ void ur_stats_watch (lua_State *L, int g) {
 ** but for memory.  Stack: net zero.
 */
 void ur_stats_unwatch (lua_State *L, int g) {
-  ur_guard *gd = (ur_guard *)lua_touserdata(L, g);
-  uint64_t t0 = gd->blockt0;
+  ur_guard *gd = (ur_guard *)luaL_testudata(L, g, GUARD);
+  uint64_t t0;
   const char *name = "?";
   int top = lua_gettop(L);
-  if (t0 == 0) return;
+  if (gd == NULL || (t0 = gd->blockt0) == 0) return;
   gd->blockt0 = 0;
   ur_runtime_get(L)->blocking--;
   g = lua_absindex(L, g);

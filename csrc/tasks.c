@@ -188,6 +188,36 @@ static int l_settask (lua_State *L) {
 }
 
 
+/*
+** core.start(co, ...): start a task's coroutine, as 'coroutine.resume'
+** would (true and what it yielded or returned, or false and its error),
+** but as a coroutine that runs on its own ('ur_sched_resumetask').
+*/
+static int l_start (lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  int narg = lua_gettop(L) - 1, nres, status;
+  luaL_argexpected(L, co != NULL, 1, "thread");
+  if (lua_status(co) != LUA_OK || lua_gettop(co) != 1)
+    return luaL_error(L, "cannot start a coroutine twice");
+  if (!lua_checkstack(co, narg))
+    return luaL_error(L, "too many arguments to resume");
+  lua_xmove(L, co, narg);  /* stack: co; its args are on its own */
+  status = ur_sched_resumetask(L, co, narg, &nres);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      return luaL_error(L, "too many results to resume");
+    }
+    lua_pushboolean(L, 1);
+    lua_xmove(co, L, nres);
+    return nres + 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);  /* the error */
+  return 2;
+}
+
+
 /* core.ondied(fn): fn(task, err, traceback) when a task's thread dies */
 static int l_ondied (lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -301,6 +331,7 @@ static int l_takeerrors (lua_State *L) {
 static const luaL_Reg funcs[] = {
   {"setmode", l_setmode},
   {"settask", l_settask},
+  {"start", l_start},
   {"ondied", l_ondied},
   {"setyield", l_setyield},
   {"cansuspend", l_cansuspend},

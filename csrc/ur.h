@@ -416,6 +416,11 @@ typedef struct ur_runtime {
   int detect;           /* blocking requires: 0 off, 1 warn, 2 strict */
   int importtime;       /* print the importtime table */
   int blocking;         /* inside a reported blocking require */
+  /* the innermost coroutine the scheduler is resuming (sched.c), and
+     when: a value of 'tick', which also stamps a load's driver taking it
+     (ur_load.dseq): see 'ur_load_inbody' */
+  lua_State *rsco;
+  uint64_t rsseq, tick;
 } ur_runtime;
 
 /* the wake-up handle; 'h' first so that a handle is a 'ur_wakeh' */
@@ -479,6 +484,8 @@ lua_Integer ur_sched_tokenof (lua_State *L, lua_State *co);
 int ur_sched_waitson (lua_State *L, lua_State *co);
 /* resume 'co' now (synchronous drive); report an error it raises */
 void ur_sched_resume (lua_State *L, lua_State *co);
+int ur_sched_resumetask (lua_State *L, lua_State *co, int narg,
+                         int *nres);
 /* have the running thread's wait end, at the loop's next turn, with
    the error at the top (popped) if it is still waiting then; returns
    0 if it does not wait under a token now */
@@ -533,6 +540,7 @@ typedef struct ur_load {
   int hadfalse;         /* LOADED[name] was false when it started */
   lua_State *driver;    /* thread driving the load, or NULL */
   lua_Integer dtoken;   /* token under which the driver waits, or 0 */
+  uint64_t dseq;        /* when the driver took it (ur_runtime.tick) */
   ur_load_stats st;
 } ur_load;
 

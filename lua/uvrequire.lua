@@ -303,7 +303,7 @@ function M.spawn(fn, ...)
     end
   end)
   core.settask(task.co, task)
-  local ok, err = coroutine.resume(task.co, ...)
+  local ok, err = core.start(task.co, ...)  -- (it runs on its own)
   if not ok and not task.finished then
     fail(task, err, debug.traceback(task.co, tostring(err)))
   end

@@ -196,6 +196,26 @@ describe("guarded package.loaded", function()
           return { ok = ok, err = err }
         ]],
         nest_mid = "return require 'nest_nil'",
+        nest_gen = [[
+          local M = { complete = false }
+          package.loaded[...] = M
+          local U = require "uvrequire"
+          U.spawn(function()  -- a task the body starts; its generator
+            local seen = coroutine.wrap(function()
+              return package.loaded.nest_gen
+            end)()
+            SEEN = { seen }
+          end)
+          M.complete = true
+          return M
+        ]],
+        nest_a = "return { b = require 'nest_b' }",
+        nest_b = [[
+          local ok, err = coroutine.wrap(function()
+            return pcall(function() return require "nest_a" end)
+          end)()
+          return { ok = ok, err = err }
+        ]],
         nest_loop = [[
           local M = { complete = false }
           package.loaded[...] = M
@@ -231,6 +251,22 @@ describe("guarded package.loaded", function()
       assert.is_true(m.complete)
       assert.same({}, SEEN)
       SEEN = nil
+    end)
+
+    it("is not a coroutine that a task the body started resumes",
+       function()
+      local m = U.require("nest_gen")
+      assert.is_true(m.complete)
+      assert.same({}, SEEN)
+      SEEN = nil
+    end)
+
+    it("names the cycle through the loads of the body's thread",
+       function()
+      local m = U.require("nest_a")
+      assert.is_false(m.b.ok)
+      assert.equals(dir .. "/nest_b.lua:2: circular require: nest_a -> " ..
+                    "nest_b -> nest_a", m.b.err)
     end)
 
     it("meets a cycle, not a hang, when the module stored nothing",

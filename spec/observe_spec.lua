@@ -148,6 +148,28 @@ uv.run()
         "at prog.lua:11 (blocked it for # ms)\n", mask(ur.err))
     end)
 
+    it("reports a failed load at once, even in a coroutine that died of " ..
+       "it and was never closed", function()
+      local r = run(dir, [[
+local uv = require "luv"
+local t = uv.new_timer()
+t:start(0, 0, function()
+  t:close()
+  local co = coroutine.create(function() return require "nosuch" end)
+  print(coroutine.resume(co) == false, coroutine.status(co))
+  io.stderr:write("--\n")
+  require "od"   -- reported too: the detector is not left muted
+end)
+uv.run()
+]], "UVREQUIRE_DETECT=", { K.install() })
+      assert.equals("true\tdead\n", r.out)
+      assert.equals(
+        "uvrequire: blocking require of 'nosuch' inside the event loop " ..
+        "at prog.lua:5 (blocked it for # ms)\n--\n" ..
+        "uvrequire: blocking require of 'od' inside the event loop " ..
+        "at prog.lua:8 (blocked it for # ms)\n", mask(r.err))
+    end)
+
     it("on_block(fn) gets the report instead of stderr", function()
       local r = run(dir, [[
 local uv = require "luv"

@@ -225,6 +225,38 @@ describe("install(): require outside a task is stock require", function()
   end)
 end)
 
+describe("install{ wait = 'any' }: a body that runs the loop", function()
+  it("does not take a coroutine the scheduler resumes as its own",
+     function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/slow8.lua", "return 'slow8'")
+    H.write(dir .. "/m8.lua", [[
+      local M = { complete = false }
+      package.loaded[...] = M
+      require("uvrequire").run()  -- resumes the waiting coroutine
+      M.complete = true
+      return M
+    ]])
+    local r = K.run(dir, [[
+      local uv = require "luv"
+      local U = require "uvrequire"
+      local co = coroutine.create(function()
+        require "slow8"  -- waits by yielding (mode "any")
+        print("co", require("m8").complete)  -- resumed inside m8's body
+      end)
+      local t = uv.new_timer()
+      t:start(0, 0, function() t:close(); coroutine.resume(co) end)
+      uv.run("nowait")
+      print("main", require("m8").complete)
+      U.run()
+      print(coroutine.status(co))
+    ]], { K.install("{ wait = 'any' }") }, { env = "UVREQUIRE_DETECT=off" })
+    H.rmtree(dir)
+    assert.equals("main\ttrue\nco\ttrue\ndead\n", r.out)
+    assert.equals("", r.err)
+  end)
+end)
+
 describe("install(): require in a task waits by yielding", function()
   local scratch, dir
 
