@@ -118,6 +118,32 @@ describe("API errors", function()
                    "itself$", perr)
   end)
 
+  it("two tasks cannot wait for each other", function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/wa.lua", "return 1")
+    H.write(dir .. "/wb.lua", "return 2")
+    local old = package.path
+    package.path = dir .. "/?.lua;" .. old
+    local a, b
+    a = uv.spawn(function()
+      uv.import_module("wa")
+      return b:wait()
+    end)
+    b = uv.spawn(function()
+      uv.import_module("wa")
+      uv.import_module("wb")  -- (a waits for b by now)
+      return pcall(function() local r = a:wait(); return r end)
+    end)
+    uv.run()
+    package.path = old
+    H.rmtree(dir)
+    package.loaded.wa, package.loaded.wb = nil, nil
+    local ok, bok, pok, perr = a:result()
+    assert.same({ true, true, false }, { ok, bok, pok })
+    assert.matches("^spec/install_spec.lua:%d+: a task cannot wait for a " ..
+                   "task that waits for it$", perr)
+  end)
+
   it("run refuses to run a loop that is already running", function()
     local timer = H.luv.new_timer()
     local err
