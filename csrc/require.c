@@ -69,8 +69,19 @@ static const char *checkname (lua_State *L, const char *fname) {
 ** Waiting for another thread's load
 ** ======================================================= */
 
-static int suspended (lua_State *L) {
+/*
+** A require that cannot yield cannot wait for the load at LOADIDX: the
+** thread 't' that would have to move on is suspended on something else
+** than imports, or is active below the running thread (it resumed it,
+** through a task or the scheduler: 'ur_load_inbody' says it is not in
+** the body).
+*/
+static int cannotwait (lua_State *L, lua_State *t) {
   ur_stats_unwatch(L, FRAME);
+  if (t != NULL && t != L && lua_status(t) == LUA_OK)
+    return luaL_error(L, "module '%s' is loading in a thread that this one "
+                         "runs within; a require that cannot yield cannot "
+                         "wait for it", lua_tostring(L, 1));
   return luaL_error(L, "module '%s' is loading in a suspended coroutine; "
                        "a require that cannot yield cannot wait for it",
                     lua_tostring(L, 1));
@@ -108,7 +119,7 @@ static lua_State *tomove (lua_State *L) {
     else ur_exec_help(x->job);
     return t;
   }
-  suspended(L);
+  cannotwait(L, t);
   return NULL;
 }
 
@@ -131,7 +142,7 @@ static int syncwait (lua_State *L, ur_load *ld) {
     }
     if (ur_load_driver(L, LOADIDX) != NULL &&
         lua_status(ld->driver) != LUA_YIELD)
-      return suspended(L);  /* its driver is busy below us */
+      return cannotwait(L, ld->driver);  /* its driver is busy below us */
     ur_load_takeover(L, LOADIDX, ld);
     if (ld->state == UR_LREADY) {
       ur_load_pushloader(L, LOADIDX);
@@ -170,6 +181,10 @@ static int await (lua_State *L, ur_load *ld, double ms, int blocks) {
   if (ld->driver == L)  /* not found as a cycle: cannot happen */
     return luaL_error(L, "circular require: %s -> %s",
                       lua_tostring(L, 1), lua_tostring(L, 1));
+  if (ur_sched_waitsonme(L, ur_load_driver(L, LOADIDX)))  /* through a
+                                                           task's wait */
+    return luaL_error(L, "module '%s' is loading in a coroutine that "
+                         "waits for this one", lua_tostring(L, 1));
   ur_load_guard(L, LOADIDX)->ms = ms;  /* FRAME */
   if (ur_sched_cansuspend(L))
     return ur_require_waitwaiter(L);

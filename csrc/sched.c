@@ -119,7 +119,8 @@ static void reserve (lua_State *L, ur_runtime *rt, size_t n) {
 
 /*
 ** The running thread is about to wait under token 'tok' on the load
-** record at 'idx' (0: on a task).  Sets up the loop and the room in
+** record at 'idx', or the task coroutine at 'idx' (0: on a task not
+** named).  Sets up the loop and the room in
 ** the ready queue; may raise (memory, no loop).  Stack: net zero.
 */
 void ur_sched_wait (lua_State *L, lua_Integer tok, int idx) {
@@ -130,7 +131,7 @@ void ur_sched_wait (lua_State *L, lua_Integer tok, int idx) {
   lua_pushthread(L);
   if (idx != 0) lua_pushvalue(L, idx);
   else lua_pushboolean(L, 0);
-  lua_rawset(L, -3);  /* WAITON[L] = load, or false */
+  lua_rawset(L, -3);  /* WAITON[L] = load, coroutine, or false */
   pushtable(L, &WAITING);
   lua_pushthread(L);
   lua_pushinteger(L, tok);
@@ -358,6 +359,42 @@ int ur_sched_cancel (lua_State *L, lua_State *co) {
   lua_pop(L, 1);
   ur_sched_ready(L, tok);
   return 1;
+}
+
+
+/*
+** Would the running thread wait on itself by waiting on 'co' (a load's
+** driver, or a task's coroutine)?  Follows what each thread waits on: a
+** load, to its driver; a task (core.park), to its coroutine.  A thread
+** whose wait is over (cancelled, or on a load that ended or a task
+** whose coroutine is dead: it is about to move on), or that waits on
+** nothing, ends the chain.  Never raises.
+*/
+int ur_sched_waitsonme (lua_State *L, lua_State *co) {
+  int hops, t;
+  lua_State *prev = NULL;
+  for (hops = 0; co != NULL && co != prev && hops < 100000; hops++) {
+    prev = co;  /* (a driver waits on its own job: the chain ends) */
+    if (co == L) return 1;
+    pushtable(L, &CANCEL);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    t = lua_rawget(L, -2);
+    lua_pop(L, 2);
+    if (t != LUA_TNIL) return 0;  /* cancelled */
+    t = ur_sched_waitson(L, co);  /* (kept: WAITON, DRIVERS hold them) */
+    if (t == LUA_TUSERDATA &&
+        ((ur_load *)lua_touserdata(L, -1))->state < UR_LDONE)
+      co = ur_load_driver(L, -1);
+    else if (t == LUA_TTHREAD && (lua_tothread(L, -1) == L ||
+                                  lua_status(lua_tothread(L, -1)) ==
+                                  LUA_YIELD))
+      co = lua_tothread(L, -1);  /* (a task that waits in turn, or L) */
+    else
+      co = NULL;
+    lua_pop(L, 1);
+  }
+  return 0;
 }
 
 

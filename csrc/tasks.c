@@ -190,7 +190,7 @@ static int l_settask (lua_State *L) {
 
 /*
 ** core.start(co, ...): start a task's coroutine, as 'coroutine.resume'
-** would (true and what it yielded or returned, or false and its error),
+** would (true, or false and its error),
 ** but as a coroutine that runs on its own ('ur_sched_resumetask').
 */
 static int l_start (lua_State *L) {
@@ -204,13 +204,9 @@ static int l_start (lua_State *L) {
   lua_xmove(L, co, narg);  /* stack: co; its args are on its own */
   status = ur_sched_resumetask(L, co, narg, &nres);
   if (status == LUA_OK || status == LUA_YIELD) {
-    if (!lua_checkstack(L, nres + 1)) {
-      lua_pop(co, nres);
-      return luaL_error(L, "too many results to resume");
-    }
+    lua_pop(co, nres);  /* (what a task yields or returns goes nowhere) */
     lua_pushboolean(L, 1);
-    lua_xmove(co, L, nres);
-    return nres + 1;
+    return 1;
   }
   lua_pushboolean(L, 0);
   lua_xmove(co, L, 1);  /* the error */
@@ -290,9 +286,17 @@ static int l_park (lua_State *L) {
   tok = ur_sched_token(L);
   lua_pushinteger(L, tok);
   lua_rawseti(L, 1, luaL_len(L, 1) + 1);
-  ur_sched_wait(L, tok, 0);
+  ur_sched_wait(L, tok, lua_isthread(L, 2) ? 2 : 0);
   lua_pushlightuserdata(L, (void *)&PENDING);
   return lua_yieldk(L, 1, (lua_KContext)tok, k_park);
+}
+
+
+/* core.waitsonme(co): would the running thread wait on itself? */
+static int l_waitsonme (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD);
+  lua_pushboolean(L, ur_sched_waitsonme(L, lua_tothread(L, 1)));
+  return 1;
 }
 
 
@@ -332,6 +336,7 @@ static const luaL_Reg funcs[] = {
   {"setmode", l_setmode},
   {"settask", l_settask},
   {"start", l_start},
+  {"waitsonme", l_waitsonme},
   {"ondied", l_ondied},
   {"setyield", l_setyield},
   {"cansuspend", l_cansuspend},

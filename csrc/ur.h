@@ -486,6 +486,7 @@ int ur_sched_waitson (lua_State *L, lua_State *co);
 void ur_sched_resume (lua_State *L, lua_State *co);
 int ur_sched_resumetask (lua_State *L, lua_State *co, int narg,
                          int *nres);
+int ur_sched_waitsonme (lua_State *L, lua_State *co);
 /* have the running thread's wait end, at the loop's next turn, with
    the error at the top (popped) if it is still waiting then; returns
    0 if it does not wait under a token now */

@@ -229,8 +229,6 @@ end
 local Task = {}
 Task.__index = Task
 
--- the task of each task coroutine (weak: a task's handle is its own)
-local taskof = setmetatable({}, { __mode = "k" })
 
 -- The task a method was called on (its first argument): raises as
 -- luaL_checkudata words it if that is not a task handle.
@@ -289,7 +287,7 @@ function M.spawn(fn, ...)
   local task = setmetatable({ finished = false, waiters = {}, co = false,
                               results = false, err = false,
                               traceback = false, claimed = false,
-                              waiting = 0, awaiting = false }, Task)
+                              waiting = 0 }, Task)
   local tb
   local function onerror(e)
     tb = debug.traceback(tostring(e), 2)
@@ -306,7 +304,6 @@ function M.spawn(fn, ...)
     end
   end)
   core.settask(task.co, task)
-  taskof[task.co] = task
   local ok, err = core.start(task.co, ...)  -- (it runs on its own)
   if not ok and not task.finished then
     fail(task, err, debug.traceback(task.co, tostring(err)))
@@ -344,7 +341,7 @@ end
 -- park the running task until `task` is done (raises if its wait is
 -- cancelled or times out)
 local function park(task)
-  while not task.finished do core.park(task.waiters) end
+  while not task.finished do core.park(task.waiters, task.co) end
 end
 
 --- Wait for the task and return its outcome, as `result` does (and so
@@ -355,20 +352,16 @@ end
 -- be reported.
 function Task.wait(...)
   local self = checktask("wait", ...)
-  local me = taskof[coroutine.running()]
-  if self == me then error("a task cannot wait for itself", 2) end
-  local t = self.awaiting  -- the task 'self' waits for, and on
-  while t do
-    if t == me then
-      error("a task cannot wait for a task that waits for it", 2)
-    end
-    t = t.awaiting
+  if self.co == coroutine.running() then
+    error("a task cannot wait for itself", 2)
+  end
+  if not self.finished and core.waitsonme(self.co) then  -- (through
+    -- tasks it waits for, and the drivers of imports it waits on)
+    error("a task cannot wait for a task that waits for it", 2)
   end
   self.waiting = self.waiting + 1
   if core.cansuspend() then
-    if me then me.awaiting = self end
     local ok, err = pcall(park, self)
-    if me then me.awaiting = false end
     self.waiting = self.waiting - 1
     if not ok then error(err, 0) end
   else

@@ -118,6 +118,71 @@ describe("API errors", function()
                    "itself$", perr)
   end)
 
+  it("a wait cycle through an import is an error, either way round",
+     function()
+    local dir = H.tmpdir()
+    local old = package.path
+    package.path = dir .. "/?.lua;" .. old
+    H.write(dir .. "/wx.lua", "return 1")
+    -- 1: b waits on the import 'wc1', whose body (in a) then waits for b
+    H.write(dir .. "/wc1.lua", "return { pcall(function() " ..
+            "local r = WB:wait(); return r end) }")
+    local a = uv.spawn(uv.require, "wc1")
+    _G.WB = uv.spawn(uv.require, "wc1")
+    uv.run()
+    local ok, m = a:result()
+    assert.is_true(ok)
+    assert.is_false(m[1])
+    assert.matches("^" .. dir .. "/wc1.lua:1: a task cannot wait for a " ..
+                   "task that waits for it$", m[2])
+    assert.same({ true, m, dir .. "/wc1.lua" }, { WB:result() })
+    -- 2: the body of 'wc2' (in a) starts b and waits for it; b imports
+    -- 'wx' (a waits for b by then), then 'wc2'
+    H.write(dir .. "/wc2.lua", [[
+      local uv = require "uvrequire"
+      WB = uv.spawn(function()
+        uv.import_module("wx")
+        return pcall(function() local r = uv.require("wc2"); return r end)
+      end)
+      WRES = { WB:wait() }
+      return 2
+    ]])
+    a = uv.spawn(uv.require, "wc2")
+    uv.run()
+    package.path = old
+    H.rmtree(dir)
+    _G.WB = nil
+    assert.same({ true, 2, dir .. "/wc2.lua" }, { a:result() })
+    local bok, pok, perr = table.unpack(WRES)
+    _G.WRES = nil
+    assert.same({ true, false }, { bok, pok })
+    assert.equals(dir .. "/wc2.lua:4: module 'wc2' is loading in a " ..
+                  "coroutine that waits for this one", perr)
+    package.loaded.wc1, package.loaded.wc2, package.loaded.wx = nil, nil, nil
+  end)
+
+  it("a cancelled wait is no link of a wait cycle", function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/wy.lua", "return 1")
+    local old = package.path
+    package.path = dir .. "/?.lua;" .. old
+    local a, b
+    b = uv.spawn(function()
+      uv.import_module("wy")  -- (a waits for b by now)
+      assert(a:cancel())
+      return a:wait()  -- a's wait for b is over: no cycle
+    end)
+    a = uv.spawn(function()
+      local ok, err = pcall(b.wait, b)
+      return ok, err
+    end)
+    uv.run()
+    package.path = old
+    H.rmtree(dir)
+    package.loaded.wy = nil
+    assert.same({ true, true, false, "cancelled" }, { b:result() })
+  end)
+
   it("two tasks cannot wait for each other", function()
     local dir = H.tmpdir()
     H.write(dir .. "/wa.lua", "return 1")
