@@ -402,9 +402,17 @@ static int afterjob (lua_State *L) {
 ** Loading
 ** ======================================================= */
 
+/* is the running thread the main one? */
+static int ur_ismain (lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pop(L, 1);
+  return ismain;
+}
+
+
 /*
 ** stack: ...; loader; loader data.  Run the loader as 'll_require'
-** does, protected.  Only a task's Lua loader may yield; a C library's
+** does: on the main thread as stock calls it; elsewhere protected.  Only a task's Lua loader may yield; a C library's
 ** luaopen_, and any loader elsewhere, is called as stock calls it.
 */
 int ur_require_callloader (lua_State *L) {
@@ -425,7 +433,16 @@ int ur_require_callloader (lua_State *L) {
   lua_pushvalue(L, 1);  /* name is 1st argument to module loader */
   lua_pushvalue(L, -3);  /* loader data is 2nd argument */
   /* stack: ...; loader data; loader function; mod. name; loader data */
-  if (ld->copen || !ur_sched_cansuspend(L))
+  if (ur_ismain(L)) {  /* as stock: a message handler sees the body's
+    frames.  An error goes on up to a protected call, which closes the
+    guard (FRAME): that ends the load ('ur_load_guardclose') */
+    ld->unprot = 1;
+    lua_call(L, 2, 1);
+    ld->unprot = 0;
+    return k_loaded(L, LUA_OK, 0);
+  }
+  if (ld->copen || !ur_sched_cansuspend(L))  /* a coroutine may die of
+    an error and never be closed: its body runs protected */
     return k_loaded(L, lua_pcall(L, 2, 1, 0), 0);
   return k_loaded(L, lua_pcallk(L, 2, 1, 0, 0, k_loaded), 0);
 }

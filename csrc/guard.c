@@ -89,7 +89,8 @@ int ur_load_guardclose (lua_State *L) {
       ur_load_handover(L, 3, ld);  /* coroutine closed while waiting */
     else {
       lua_pushvalue(L, 2);
-      if (lua_isnil(L, -1)) {
+      if (lua_isnil(L, -1) && !ld->unprot) {  /* (an unprotected body's
+        error unwinds to here: nil is its error value) */
         lua_getiuservalue(L, 3, UV_NAME);
         lua_pushfstring(L, "module '%s' was loading in a coroutine that "
                            "was closed", lua_tostring(L, -1));

@@ -538,6 +538,7 @@ typedef struct ur_load {
   int state;            /* UR_L* */
   int next;             /* next searcher to try */
   int copen;            /* the loader is a C library's luaopen_ */
+  int unprot;           /* its body runs unprotected (main thread) */
   int hadfalse;         /* LOADED[name] was false when it started */
   lua_State *driver;    /* thread driving the load, or NULL */
   lua_Integer dtoken;   /* token under which the driver waits, or 0 */

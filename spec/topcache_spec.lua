@@ -19,7 +19,6 @@
 local H = require "helper"
 local C = require "cache_helper"
 
-local known = os.getenv("UVREQUIRE_KNOWN_ISSUES") == "1" and it or pending
 
 local sh = H.sh
 
@@ -410,14 +409,10 @@ print(ok, err)
       assert.same({ 1, 0, 0 }, s2)
     end)
 
-    -- KNOWN ISSUE, a difference from stock (not new: 89bbce5 does the
-    -- same, at top level and in a task).  A message handler sees the
-    -- module body's frames under stock `require` ("[C]: in function
-    -- 'error'", then "./raise.lua:6: in main chunk"); under uvrequire's
-    -- `require` it sees none: the handler runs only after the load's
-    -- protected call has unwound them.
-    known("KNOWN ISSUE: a body's error keeps its frames in a traceback",
-          function()
+    -- A message handler sees the module body's frames, as under stock
+    -- `require` ("[C]: in function 'error'", then "./raise.lua:6: in
+    -- main chunk"): on the main thread the body runs unprotected.
+    it("a body's error keeps its frames in a traceback", function()
       H.write(dir .. "/raise.lua", RAISE)
       local prog = [[
 if os.getenv("UVR") then require("uvrequire").install() end
