@@ -79,14 +79,16 @@ static void addname (lua_State *L, int list, int x) {
 */
 int ur_load_nestedcycle (lua_State *L, int idx) {
   lua_State *d = ur_load_driver(L, idx);
-  int top, list, i, n;
+  int top, list, mine, i, n;
   luaL_Buffer b;
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 8, NULL);
   luaL_where(L, 1);  /* top: the caller's position, as 'luaL_error' */
   top = lua_gettop(L);
-  lua_newtable(L);  /* top+1: the names */
+  lua_newtable(L);  /* top+1: the names, in order */
+  lua_newtable(L);  /* top+2: this thread's, innermost first */
   list = top + 1;
+  mine = top + 2;
   lua_pushvalue(L, idx);  /* cursor: the driver's side, from m */
   for (n = 0; n < 100000; n++) {
     addname(L, list, -1);
@@ -98,23 +100,22 @@ int ur_load_nestedcycle (lua_State *L, int idx) {
     lua_replace(L, -2);
   }
   lua_pop(L, 1);  /* pop cursor */
-  n = (int)luaL_len(L, list);
   ur_pushtable(L, &ur_key_driving);  /* this thread's side */
   lua_pushthread(L);
   lua_rawget(L, -2);  /* cursor: its innermost load, or nil */
-  while (lua_type(L, -1) == LUA_TUSERDATA && ur_load_driver(L, -1) == L &&
-         !lua_rawequal(L, -1, idx) && luaL_len(L, list) < 200000) {
-    lua_getiuservalue(L, -1, UV_NAME);  /* insert at n + 1: innermost */
-    for (i = (int)luaL_len(L, list); i > n; i--) {  /* last */
-      lua_rawgeti(L, list, i);
-      lua_rawseti(L, list, i + 1);
-    }
-    lua_rawseti(L, list, n + 1);
+  for (n = 0; n < 100000 && lua_type(L, -1) == LUA_TUSERDATA &&
+              ur_load_driver(L, -1) == L && !lua_rawequal(L, -1, idx);
+       n++) {
+    addname(L, mine, -1);
     lua_getiuservalue(L, -1, UV_PARENT);  /* its parent, if this
                                               thread's too */
     lua_replace(L, -2);
   }
   lua_pop(L, 2);  /* pop cursor, DRIVING */
+  for (i = n; i >= 1; i--) {  /* outermost first */
+    lua_rawgeti(L, mine, i);
+    lua_rawseti(L, list, luaL_len(L, list) + 1);
+  }
   addname(L, list, idx);
   luaL_buffinit(L, &b);  /* (values below the buffer stay in place) */
   lua_pushvalue(L, top);

@@ -403,7 +403,7 @@ static int afterjob (lua_State *L) {
 ** ======================================================= */
 
 /* is the running thread the main one? */
-static int ur_ismain (lua_State *L) {
+static int ismain (lua_State *L) {
   int ismain = lua_pushthread(L);
   lua_pop(L, 1);
   return ismain;
@@ -412,8 +412,8 @@ static int ur_ismain (lua_State *L) {
 
 /*
 ** stack: ...; loader; loader data.  Run the loader as 'll_require'
-** does: on the main thread as stock calls it; elsewhere protected.  Only a task's Lua loader may yield; a C library's
-** luaopen_, and any loader elsewhere, is called as stock calls it.
+** does.  On the main thread it is called as stock calls it; elsewhere
+** protected, and only a task's Lua loader may yield.
 */
 int ur_require_callloader (lua_State *L) {
   ur_load *ld = frameload(L);
@@ -433,7 +433,7 @@ int ur_require_callloader (lua_State *L) {
   lua_pushvalue(L, 1);  /* name is 1st argument to module loader */
   lua_pushvalue(L, -3);  /* loader data is 2nd argument */
   /* stack: ...; loader data; loader function; mod. name; loader data */
-  if (ur_ismain(L)) {  /* as stock: a message handler sees the body's
+  if (ismain(L)) {  /* as stock: a message handler sees the body's
     frames.  An error goes on up to a protected call, which closes the
     guard (FRAME): that ends the load ('ur_load_guardclose') */
     ld->unprot = 1;

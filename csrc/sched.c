@@ -120,8 +120,8 @@ static void reserve (lua_State *L, ur_runtime *rt, size_t n) {
 /*
 ** The running thread is about to wait under token 'tok' on the load
 ** record at 'idx', or the task coroutine at 'idx' (0: on a task not
-** named).  Sets up the loop and the room in
-** the ready queue; may raise (memory, no loop).  Stack: net zero.
+** named).  Sets up the loop and the room in the ready queue; may raise
+** (memory, no loop).  Stack: net zero.
 */
 void ur_sched_wait (lua_State *L, lua_Integer tok, int idx) {
   ur_runtime *rt = ur_runtime_get(L);

@@ -190,8 +190,8 @@ static int l_settask (lua_State *L) {
 
 /*
 ** core.start(co, ...): start a task's coroutine, as 'coroutine.resume'
-** would (true, or false and its error),
-** but as a coroutine that runs on its own ('ur_sched_resumetask').
+** would (true, or false and its error), but as a coroutine that runs
+** on its own ('ur_sched_resumetask').
 */
 static int l_start (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);

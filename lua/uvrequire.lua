@@ -229,7 +229,6 @@ end
 local Task = {}
 Task.__index = Task
 
-
 -- The task a method was called on (its first argument): raises as
 -- luaL_checkudata words it if that is not a task handle.
 local function checktask(fname, ...)
