@@ -10,7 +10,7 @@
 ** result (prefetch only searches for and compiles a Lua file).  Out of
 ** memory, names are lost, nothing else.
 **
-** Plain code is skipped by 'memmem' for the word "require"; only a hit
+** Plain code is skipped by 'memchr' for the "q" of "require"; only a hit
 ** is looked at closely: its line for "--", and the call that follows it,
 ** byte by byte ('callbyte', which may go on into the next slice).  The
 ** scanner keeps the last bytes fed ('tail'), for a word cut by a slice
@@ -108,6 +108,25 @@ static int callbyte (ur_scan *sc, int c) {
 }
 
 
+/*
+** The first "require" in [p, e), or NULL.  Its 'q' is rare in code:
+** 'memchr' finds each 'q' many bytes at a time, and only those are
+** compared (a 'memmem' for the word costs some instructions a byte).
+*/
+static const unsigned char *findword (const unsigned char *p,
+                                      const unsigned char *e) {
+  const unsigned char *x;
+  if (e - p < WORDLEN) return NULL;
+  x = p + 2;  /* where the 'q' may be: from here ... */
+  while (e - x >= WORDLEN - 2 &&  /* ... to e - 5 */
+         (x = memchr(x, 'q', (size_t)(e - x) - (WORDLEN - 3))) != NULL) {
+    if (memcmp(x - 2, WORD, WORDLEN) == 0) return x - 2;
+    x++;
+  }
+  return NULL;
+}
+
+
 /* does [p, p + n) hold "--"? */
 static int hasdashes (const unsigned char *p, size_t n) {
   return n >= 2 && memmem(p, n, "--", 2) != NULL;
@@ -200,7 +219,7 @@ void ur_scan_feed (ur_scan *sc, const char *p, size_t n) {
       if (callbyte(sc, *q)) q++;
       continue;
     }
-    w = memmem(q, (size_t)(e - q), WORD, WORDLEN);
+    w = findword(q, e);
     if (w == NULL) break;
     q = w + WORDLEN;
     if (iscall(sc, s, w, w > s ? w[-1] : lastbyte(sc)))
