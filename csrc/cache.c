@@ -243,6 +243,19 @@ static void makeheader (const ur_cachekey *k, Header *h) {
 
 enum { MISS, HIT, FOREIGN };
 
+
+/*
+** The entry of 'k' could not be opened, though it is there: is it a
+** regular file of this user's that only it may write (one it cannot
+** read, say)?  Then a write may replace it.  Not so a symlink (the
+** open's ELOOP) or anything else.
+*/
+static int ownentry (ur_cachekey *k) {
+  struct stat st;
+  return fstatat(k->dirfd, k->entry, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         S_ISREG(st.st_mode) && trusted(&st);
+}
+
 /*
 ** Read the entry of 'k' (its directory open) for the source open as
 ** 'fd'.  HIT: the bytecode is in '*code' (malloc'ed), '*len'.  MISS:
@@ -259,7 +272,7 @@ static int readentry (ur_cachekey *k, int fd, char **code, size_t *len,
   int efd = openat(k->dirfd, k->entry,
                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (efd < 0)
-    return errno == ENOENT ? MISS : FOREIGN;  /* ELOOP: a symlink */
+    return errno == ENOENT || ownentry(k) ? MISS : FOREIGN;
   if (fstat(efd, &st) != 0 || !S_ISREG(st.st_mode) || !trusted(&st)) {
     close(efd);
     return FOREIGN;

@@ -77,6 +77,8 @@ typedef struct Dir {
 static uv_once_t once = UV_ONCE_INIT;
 static uv_mutex_t setlock;     /* guards setters (Lua threads) */
 static int configured;         /* (setlock) the default is set */
+static const char *dflt;       /* (setlock) the default's Dir path, or
+                                  NULL: off by default */
 static Dir *dirs;              /* (setlock) settings kept */
 static const char *current;    /* atomic: directory in use, or NULL */
 
@@ -124,7 +126,9 @@ char *ur_cache_absolute (const char *path) {
 
 /*
 ** The default directory (malloc'ed), from the environment: NULL if the
-** cache is off, or if no directory can be named (or no memory).
+** cache is off, or if no directory can be named (or no memory).  Read
+** once, when the first state registers: a relative $UVREQUIRE_CACHE
+** is made absolute then.
 */
 static char *defaultdir (void) {
   const char *env = getenv("UVREQUIRE_CACHE");
@@ -134,7 +138,8 @@ static char *defaultdir (void) {
   if (env != NULL && env[0] == '/')  /* relative ones are invalid */
     return joinpath(env, "uvrequire");
   env = getenv("HOME");
-  if (env != NULL && *env != '\0')
+  if (env != NULL && env[0] == '/')  /* (a relative one would follow
+                                         the working directory) */
     return joinpath(env, ".cache/uvrequire");
   return NULL;
 }
@@ -149,26 +154,27 @@ static int envoff (void) {
 
 /*
 ** Make 'path' (malloc'ed, or NULL: off) the directory in use, keeping
-** it for good (setlock held).  Returns 0 if out of memory (the setting
-** is then unchanged).
+** it for good (setlock held): a directory set before is taken again
+** from the settings kept, so that switching between a few costs no
+** memory.  Returns 0 if out of memory (the setting is then unchanged).
 */
 static int setdir (char *path) {
-  const char *cur = ur_cache_dir();
   Dir *d;
-  if (path == NULL || (cur != NULL && strcmp(cur, path) == 0)) {
-    if (path == NULL) __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
-    free(path);
+  if (path == NULL) {
+    __atomic_store_n(&current, NULL, __ATOMIC_RELEASE);
     return 1;
   }
-  d = (Dir *)malloc(sizeof(Dir) + strlen(path));
-  if (d == NULL) {
-    free(path);
-    return 0;
+  for (d = dirs; d != NULL && strcmp(d->path, path) != 0; d = d->prev) ;
+  if (d == NULL) {  /* a new one */
+    if ((d = (Dir *)malloc(sizeof(Dir) + strlen(path))) == NULL) {
+      free(path);
+      return 0;
+    }
+    strcpy(d->path, path);
+    d->prev = dirs;
+    dirs = d;
   }
-  strcpy(d->path, path);
   free(path);
-  d->prev = dirs;
-  dirs = d;
   __atomic_store_n(&current, d->path, __ATOMIC_RELEASE);
   return 1;
 }
@@ -176,26 +182,33 @@ static int setdir (char *path) {
 
 /*
 ** core.setcache(false | true | dir): turn the cache off, back to its
-** default (the environment's choice), or to directory 'dir' (relative
-** to the working directory now) unless UVREQUIRE_CACHE=off.  Returns
-** the directory now in use, or false.
+** default (the environment's choice, as read when the first state
+** registered), or to directory 'dir' (relative to the working
+** directory now) unless UVREQUIRE_CACHE=off.  Returns the directory now
+** in use, or false.
 */
 static int l_setcache (lua_State *L) {
-  char *path;
-  int ok;
+  char *path = NULL;
+  int ok, dodefault = 0;
   if (lua_type(L, 1) == LUA_TSTRING) {
-    const char *dir = lua_tostring(L, 1);
-    luaL_argcheck(L, *dir != '\0', 1, "empty directory name");
+    size_t len;
+    const char *dir = lua_tolstring(L, 1, &len);
+    luaL_argcheck(L, len > 0, 1, "empty directory name");
+    luaL_argcheck(L, strlen(dir) == len, 1,
+                  "directory name contains a '\\0'");
     path = envoff() ? NULL : ur_cache_absolute(dir);
     if (path == NULL && !envoff())
       return luaL_error(L, "cannot make '%s' an absolute path", dir);
   }
   else {
     luaL_checktype(L, 1, LUA_TBOOLEAN);
-    path = lua_toboolean(L, 1) ? defaultdir() : NULL;
+    dodefault = lua_toboolean(L, 1);
   }
   uv_mutex_lock(&setlock);
-  ok = setdir(path);
+  if (dodefault && dflt != NULL && (path = strdup(dflt)) == NULL)
+    ok = 0;
+  else
+    ok = setdir(path);
   uv_mutex_unlock(&setlock);
   if (!ok) return luaL_error(L, "not enough memory");
   if (ur_cache_dir() != NULL) lua_pushstring(L, ur_cache_dir());
@@ -245,8 +258,10 @@ void ur_cache_register (lua_State *L) {
   uv_once(&once, initlock);
   uv_mutex_lock(&setlock);
   ur_cache_setrefhdr(L);
-  if (!configured)  /* out of memory: off, and tried again next time */
+  if (!configured) {  /* out of memory: off, and tried again next time */
     configured = setdir(defaultdir());
+    dflt = configured ? ur_cache_dir() : NULL;
+  }
   uv_mutex_unlock(&setlock);
   lua_pushcfunction(L, l_setcache);
   lua_setfield(L, -2, "setcache");

@@ -71,7 +71,8 @@ local options = {
   wait = { tasks = true, any = true },
   detect = { warn = true, strict = true, off = true },
   cache = function(v)
-    return type(v) == "boolean" or (type(v) == "string" and v ~= "")
+    return type(v) == "boolean" or
+           (type(v) == "string" and v ~= "" and not v:find("\0", 1, true))
   end,
   prefetch = { [true] = true, [false] = true },
 }
