@@ -145,10 +145,18 @@ static char *defaultdir (void) {
 }
 
 
+/* was the cache turned off in the environment (UVREQUIRE_CACHE=off),
+   as read at start?  (setlock) */
+static int off;
+
+
 /* is the cache turned off in the environment? */
 static int envoff (void) {
-  const char *env = getenv("UVREQUIRE_CACHE");
-  return env != NULL && strcmp(env, "off") == 0;
+  int o;
+  uv_mutex_lock(&setlock);
+  o = off;
+  uv_mutex_unlock(&setlock);
+  return o;
 }
 
 
@@ -259,6 +267,8 @@ void ur_cache_register (lua_State *L) {
   uv_mutex_lock(&setlock);
   ur_cache_setrefhdr(L);
   if (!configured) {  /* out of memory: off, and tried again next time */
+    const char *env = getenv("UVREQUIRE_CACHE");
+    off = env != NULL && strcmp(env, "off") == 0;
     configured = setdir(defaultdir());
     dflt = configured ? ur_cache_dir() : NULL;
   }
