@@ -313,9 +313,10 @@ int ur_prefetch_on (lua_State *L) {
 ** regular is taken as read, which it cannot be twice).  One that found
 ** nothing, or failed, is never taken: the module may be there by now.
 */
-static int current (ur_job *job) {
+static int current (ur_job *job, const char *path) {
   if (!ur_exec_isdone(job)) return 1;
-  return job->outcome == UR_FOUND && (!job->src.set || ur_src_same(job));
+  return job->outcome == UR_FOUND && (!job->src.set || ur_src_same(job)) &&
+         !ur_src_earlier(job->name, path, job->file);
 }
 
 
@@ -348,7 +349,7 @@ ur_job *ur_prefetch_take (lua_State *L, int ss, int i, ur_job *job) {
   if (e->job != NULL && !e->busy && pf->on && ur_pf_allowed(L, ss)) {
     lua_pop(L, 1);  /* (its 'package') */
     if (strcmp(lua_tostring(L, -1), job->steps[0].path) == 0 &&
-        current(e->job)) {
+        current(e->job, job->steps[0].path)) {
       pj = e->job;
       e->job = NULL;
       pf->adopted++;

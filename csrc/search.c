@@ -10,10 +10,12 @@
 */
 
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ur.h"
 
@@ -32,6 +34,53 @@ static void addgsub (ur_buf *b, const char *s, const char *pat,
 }
 
 
+/* the file names of the templates in 'path', with '?' replaced by
+   'name' (its dots made slashes), separated by ';', into 'files'
+   (0: out of memory) */
+static int expand (ur_buf *files, const char *name, const char *path) {
+  ur_buf nm = {NULL, 0, 0, 0};
+  int ok;
+  addgsub(&nm, name, ".", LUA_DIRSEP);
+  addgsub(files, path, LUA_PATH_MARK, nm.p ? nm.p : "");
+  ok = !files->oom && !nm.oom;
+  ur_buf_free(&nm);
+  return ok;
+}
+
+
+/*
+** Open 'f' for reading without waiting: a FIFO with no writer, which
+** stock's 'fopen' would wait on for good, opens at once here.  Returns
+** the descriptor (close-on-exec), or -1.
+*/
+static int opennow (const char *f) {
+  return open(f, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+
+/*
+** A prefetch's open of file 'f' (see 'searchpath'): it must not wait,
+** for a FIFO or a device named in code that may never run (stock would
+** never open it), so it opens without waiting, and takes only a
+** regular file.  Returns the FILE; or NULL, with errno ENOENT (or
+** another) if nothing opened, or with '*other' set if something not
+** regular is there (the prefetch ends: the 'require' will search).
+*/
+static FILE *prefetchopen (const char *f, int *other) {
+  struct stat st;
+  FILE *file;
+  int fd = opennow(f);
+  if (fd < 0) return NULL;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      fcntl(fd, F_SETFL, 0) != 0 || (file = fdopen(fd, "r")) == NULL) {
+    close(fd);
+    *other = 1;
+    return NULL;
+  }
+  return file;
+}
+
+
 /*
 ** 'package.searchpath' for the executor.  Returns the first file (a
 ** malloc'ed name) of the templates in 'path', with '?' replaced by
@@ -41,15 +90,15 @@ static void addgsub (ur_buf *b, const char *s, const char *pat,
 ** '*fp' if 'fp' is not NULL (so that the file is read from the very
 ** open that found it), else it is closed.  On a miss returns NULL,
 ** appending to 'msg' the "no file '...'" lines of every template.  Out
-** of memory, returns NULL with '*nomem' set.
+** of memory, returns NULL with '*nomem' set.  With 'other' not NULL
+** (a prefetch), files are opened as 'prefetchopen' does: one not
+** regular ends the search, NULL returned and '*other' set.
 */
 static char *searchpath (const char *name, const char *path,
-                         ur_buf *msg, FILE **fp, int *nomem) {
-  ur_buf nm = {NULL, 0, 0, 0}, files = {NULL, 0, 0, 0};
+                         ur_buf *msg, FILE **fp, int *nomem, int *other) {
+  ur_buf files = {NULL, 0, 0, 0};
   char *found = NULL;
-  addgsub(&nm, name, ".", LUA_DIRSEP);
-  addgsub(&files, path, LUA_PATH_MARK, nm.p ? nm.p : "");
-  if (files.oom || nm.oom) {
+  if (!expand(&files, name, path)) {
     *nomem = 1;
     goto done;
   }
@@ -59,7 +108,9 @@ static char *searchpath (const char *name, const char *path,
       char *sep = strchr(f, *LUA_PATH_SEP);
       FILE *file;
       if (sep != NULL) *sep = '\0';
-      if ((file = fopen(f, "re")) != NULL) {
+      file = other != NULL ? prefetchopen(f, other) : fopen(f, "re");
+      if (other != NULL && *other) goto done;
+      if (file != NULL) {
         found = strdup(f);
         if (found == NULL) *nomem = 1;
         if (fp != NULL && found != NULL) *fp = file;
@@ -76,9 +127,38 @@ static char *searchpath (const char *name, const char *path,
   addgsub(msg, files.p ? files.p : "", LUA_PATH_SEP, "'\n\tno file '");
   ur_buf_adds(msg, "'");
  done:
-  ur_buf_free(&nm);
   ur_buf_free(&files);
   return found;
+}
+
+
+/*
+** See ur.h.  On the Lua thread, when a finished prefetch that found
+** 'file' is adopted: would a search now find a file before it?  Each
+** template before 'file' is opened, as the search would (but without
+** waiting); the first that opens says yes.  Out of memory, yes (the
+** prefetch is dropped and the search is done again).
+*/
+int ur_src_earlier (const char *name, const char *path, const char *file) {
+  ur_buf files = {NULL, 0, 0, 0};
+  int earlier = 1;
+  if (expand(&files, name, path)) {
+    char *f = files.p;
+    earlier = 0;
+    while (f != NULL && !earlier) {
+      char *sep = strchr(f, *LUA_PATH_SEP);
+      int fd;
+      if (sep != NULL) *sep = '\0';
+      if (strcmp(f, file) == 0) break;  /* 'file' itself: none before */
+      if ((fd = opennow(f)) >= 0) {
+        close(fd);
+        earlier = 1;
+      }
+      f = sep != NULL ? sep + 1 : NULL;
+    }
+  }
+  ur_buf_free(&files);
+  return earlier;
 }
 
 
@@ -206,7 +286,7 @@ static int runsteps (ur_job *job, ur_arena *a) {
     const char *dot = strchr(job->name, '.');
     char *file;
     FILE *f = NULL;
-    int nomem = 0;
+    int nomem = 0, other = 0;
     if (s->kind == UR_STEP_CROOT && dot == NULL)
       continue;  /* a root name has no Croot: no message either */
     if (s->path == NULL) {  /* as 'findfile' raises */
@@ -221,13 +301,18 @@ static int runsteps (ur_job *job, ur_arena *a) {
     if (s->kind == UR_STEP_CROOT) {  /* search for the root library */
       char *root = strndup(job->name, (size_t)(dot - job->name));
       if (root == NULL) return 1;
-      file = searchpath(root, s->path, &job->msg, NULL, &nomem);
+      file = searchpath(root, s->path, &job->msg, NULL, &nomem, NULL);
       free(root);
     }
     else
       file = searchpath(job->name, s->path, &job->msg,
-                        s->kind == UR_STEP_LUA ? &f : NULL, &nomem);
+                        s->kind == UR_STEP_LUA ? &f : NULL, &nomem,
+                        job->isprefetch ? &other : NULL);
     if (nomem) return 1;
+    if (other) {  /* a prefetch met a file not regular: it ends here */
+      job->outcome = UR_NOTFOUND;
+      return 0;
+    }
     if (file == NULL)
       continue;
     if (job->msg.oom) {  /* the messages are lost anyway */

@@ -188,6 +188,10 @@ void ur_job_free (ur_job *job);
 /* search.c: is the Lua file 'job' found still the one it read?  (a
    'stat' of it) */
 int ur_src_same (const ur_job *job);
+/* search.c: would a search of 'name' in 'path' now find a file before
+   'file' (the one a finished prefetch found)?  (opens of the
+   templates before it) */
+int ur_src_earlier (const char *name, const char *path, const char *file);
 
 /* hash.c: the content hash, fed bytes in slices of any size */
 typedef struct ur_hasher {

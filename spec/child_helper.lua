@@ -33,7 +33,8 @@ end
 -- Returns { out = stdout, err = stderr, ok =, how =, code = } (the
 -- last three as io.popen's close gives them).  With `opts.merge`,
 -- stderr goes to the same pipe as stdout (`err` is then "");
--- `opts.env`: more VAR=value words (they win over K.env's).
+-- `opts.env`: more VAR=value words (they win over K.env's);
+-- `opts.timeout`: seconds before the child is killed (default 120).
 function K.run(dir, src, pre, opts)
   H.write(dir .. "/prog.lua", src)
   local errfile = dir .. "/stderr.txt"
@@ -41,9 +42,10 @@ function K.run(dir, src, pre, opts)
   for _, chunk in ipairs(pre or {}) do e[#e + 1] = ("-e %q"):format(chunk) end
   local redirect = (opts and opts.merge) and "2>&1"
                    or ("2>'" .. errfile .. "'")
-  local cmd = ("cd '%s' && %s %s timeout 120 lua5.4 %s prog.lua %s")
+  local cmd = ("cd '%s' && %s %s timeout %d lua5.4 %s prog.lua %s")
               :format(dir, K.env(dir), opts and opts.env or "",
-                      table.concat(e, " "), redirect)
+                      opts and opts.timeout or 120, table.concat(e, " "),
+                      redirect)
   local p = assert(io.popen(cmd))
   local out = p:read("a")
   local ok, how, code = p:close()

@@ -130,6 +130,65 @@ describe("prefetch:", function()
     assert.equal(1, stats().adopted)
   end)
 
+  it("takes no prefetch when a file appeared before it on the path",
+     function()
+    -- stock would find the new file: the search done ahead is stale
+    local a, b = s.dir .. "/a", s.dir .. "/b"
+    H.files(b, {
+      ["pf_e0.lua"] = "return function() local require = REQ\n" ..
+                      "return require 'pf_gen' end",
+      ["pf_gen.lua"] = "return 'b'",
+    })
+    H.sh(("mkdir -p '%s'"):format(a))
+    package.path = a .. "/?.lua;" .. b .. "/?.lua"
+    rawset(_G, "REQ", uv.require)
+    local later
+    H.task(function() later = uv.require("pf_e0") end)
+    settle()
+    assert.equal(1, stats().done)  -- pf_gen found in b
+    H.files(a, { ["pf_gen.lua"] = "return 'a'" })
+    assert.equal("a", later())
+    assert.equal(0, stats().adopted)
+    -- with nothing new before it, the prefetch is taken
+    H.files(b, { ["pf_e1.lua"] = "return function() local require = " ..
+                                 "REQ return require 'pf_b' end",
+                 ["pf_b.lua"] = "return 'b'" })
+    H.task(function() later = uv.require("pf_e1") end)
+    settle()
+    assert.equal("b", later())
+    assert.equal(1, stats().adopted)
+  end)
+
+  it("never waits on a FIFO that code which may not run names", function()
+    -- stock never opens them; a prefetch that waited on each would hold
+    -- every executor thread, and no import could run again
+    local req = {}
+    for i = 1, 4 do
+      req[i] = ("require 'pf_fifo%d'"):format(i)
+      H.sh(("mkfifo '%s/pf_fifo%d.lua'"):format(s.dir, i))
+    end
+    H.files(s.dir, {
+      ["pf_f0.lua"] = "local function never()\n" .. table.concat(req, "\n") ..
+                      "\nend\nreturn 'f0'",
+      ["pf_after.lua"] = "return 'after'",
+    })
+    local r = K.run(s.dir, [[
+local uv = require "uvrequire"
+local core = require "uvrequire.core"
+local t = uv.spawn(function()
+  local f0 = require "pf_f0"
+  -- every FIFO's prefetch has started (ends, now; waited, before)
+  local t0 = os.clock()
+  repeat until core.prefetchstats().done == 4 or os.clock() - t0 > 2
+  return f0, (require "pf_after")
+end)
+uv.run()
+print(t:result())
+]], { K.install() }, { env = "UVREQUIRE_CACHE=off", timeout = 20 })
+    assert.equal("true\tf0\tafter\n", r.out)
+    assert.equal("", r.err)
+  end)
+
   it("never dlopens: a C module's name is only searched for as Lua",
      function()
     package.cpath = FIX .. "?.so"
@@ -915,17 +974,20 @@ th:join()
   end)
 
   it("records a prefetch that the waiting Lua thread ran itself", function()
-    -- One worker.  pf_hx and pf_hy are FIFOs, written by a thread of
-    -- the child: pf_hx once the worker has it open (the worker is then
-    -- stuck on it), pf_hy once somebody opens it, which only the Lua
-    -- thread can do, waiting for pf_hx: it runs the queued prefetch of
-    -- pf_hy itself.  That record is as complete as a worker's.
-    for _, f in ipairs({ "pf_hx.lua", "pf_hy.lua" }) do
+    -- One worker, stuck in a task's import of pf_hx, a FIFO that a
+    -- thread of the child writes only once the Lua thread has run the
+    -- queued prefetches of pf_hy and pf_hz itself, while it waited for
+    -- pf_hx at top level: pf_hz, a FIFO too, opened by that prefetch
+    -- (which then ends: no FIFO is prefetched), tells the thread.  The
+    -- record of pf_hy, which the Lua thread compiled, is as complete as
+    -- a worker's.
+    for _, f in ipairs({ "pf_hx.lua", "pf_hz.lua" }) do
       assert(os.execute("mkfifo '" .. s.dir .. "/" .. f .. "'"))
     end
     H.files(s.dir, {
-      ["pf_hroot.lua"] = "while not io.open(DIR .. '/busy') do end\n" ..
-                         "require 'pf_hx'\nrequire 'pf_hy'",
+      ["pf_hroot.lua"] = "require 'pf_hx'\nrequire 'pf_hy'\n" ..
+                         "local function never() require 'pf_hz' end",
+      ["pf_hy.lua"] = "return 'y' -- yyyy",
     })
     local r = K.run(s.dir, ([[
 local luv = require "luv"
@@ -934,19 +996,21 @@ DIR = %q
 local th = luv.new_thread(function(dir)
   local x = io.open(dir .. "/pf_hx.lua", "w")  -- the worker has it open
   io.open(dir .. "/busy", "w"):close()
-  local y = io.open(dir .. "/pf_hy.lua", "w")  -- the Lua thread opened it
-  y:write("return 'y' -- yyyy")
-  y:close()
+  io.open(dir .. "/pf_hz.lua", "w"):close()  -- the Lua thread opened it
   x:write("return 'x'")
   x:close()
 end, DIR)
+local t = U.spawn(function() return require "pf_hx" end)
+while not io.open(DIR .. "/busy") do end
 require "pf_hroot"
 th:join()
+U.run()
+assert(t:result())
 for _, r in ipairs(U.stats()) do
   if r.name:match("^pf_h[xy]") then print(r.name, r.bytes) end
 end
 ]]):format(s.dir), { K.install() },
-      { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off" })
+      { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off", timeout = 60 })
     assert.equal("pf_hx\t10\npf_hy\t18\n", r.out)
   end)
   -- }}}
