@@ -83,6 +83,7 @@ lua_State *ur_load_driver (lua_State *L, int idx) {
   lua_pop(L, 2);
   if (!alive) {
     ld->driver = NULL;
+    ld->gone = 1;  /* (whoever found it, 'ur_load_find' deals with it) */
     ur_load_settoken(ld, 0);
   }
   return ld->driver;
@@ -128,7 +129,9 @@ ur_load *ur_load_find (lua_State *L, const char *name) {
   }
   lua_remove(L, -2);  /* remove LOADING */
   ld = (ur_load *)lua_touserdata(L, -1);
-  if (ld->driver != NULL && ur_load_driver(L, -1) == NULL) {
+  if (ld->driver != NULL) (void)ur_load_driver(L, -1);  /* collected? */
+  if (ld->gone) {
+    ld->gone = 0;
     if (ld->state < UR_LRUN)
       ur_load_handover(L, -1, ld);
     else {

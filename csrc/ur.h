@@ -545,6 +545,8 @@ typedef struct ur_load {
   int unprot;           /* its body runs unprotected (main thread) */
   int hadfalse;         /* LOADED[name] was false when it started */
   lua_State *driver;    /* thread driving the load, or NULL */
+  int gone;             /* the driver was found collected: the next
+                           'ur_load_find' hands the load over or ends it */
   lua_Integer dtoken;   /* token under which the driver waits, or 0 */
   uint64_t dseq;        /* when the driver took it (ur_runtime.tick) */
   ur_load_stats st;

@@ -421,3 +421,34 @@ describe("an error escaping a coroutine that drives a load", function()
     end)
   end)
 end)
+
+describe("a task driving a load, dropped and collected", function()
+  local C = require "child_helper"
+
+  it("ends the load for its waiters even after task:wait() looked at it",
+     function()
+    -- task:wait() (its ring check) was the first to see the driver gone:
+    -- the load then stayed "loading" for good
+    local dir = H.tmpdir()
+    H.write(dir .. "/esc_forever.lua",
+            "if not SECOND then coroutine.yield() end\nreturn 'value'")
+    local r = C.run(dir, [[
+local ur = require "uvrequire"
+local A = ur.spawn(function() return require "esc_forever" end)
+local WK = setmetatable({ A.co }, { __mode = "v" })
+A = nil
+local B = ur.spawn(function() return require "esc_forever" end)
+ur.run()  -- the body runs in A, and yields for good
+for _ = 1, 3 do collectgarbage() end
+print(WK[1] == nil, select(2, pcall(B.wait, B)))
+SECOND = true
+print(require "esc_forever", ur.status("esc_forever"))
+print(B:wait())
+]], { C.install() }, { env = "UVREQUIRE_CACHE=off", timeout = 60 })
+    H.rmtree(dir)
+    assert.equals("", r.err)
+    assert.equals("true\ttask cannot finish: the loop has nothing left " ..
+                  "to run\nvalue\tloaded\nfalse\tmodule 'esc_forever' was " ..
+                  "loading in a coroutine that was collected\n", r.out)
+  end)
+end)
