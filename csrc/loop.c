@@ -168,7 +168,7 @@ static void renewafterfork (lua_State *L, ur_runtime *rt) {
     free(w);
     luaL_error(L, "uvrequire: cannot set up the loop after fork");
   }
-  w->h.data = NULL;
+  ur_runtime_handledata(L, rt, (uv_handle_t *)&w->h, &w->luv);
   w->rt = rt;
   rt->wake = w;
   for (j = rt->jobs; j != NULL; j = j->lnext)
@@ -198,6 +198,78 @@ static luvctx *luvcontext (lua_State *L) {
   lua_pop(L, 2);  /* pop LOADED.luv and LOADED */
   return (ctx != NULL && ctx->loop != NULL) ? ctx : NULL;
 }
+
+
+/* {======================================================
+** What luv's uv.walk shows of our handles
+** ======================================================= */
+
+#define WALKREF  (-0x7572)  /* registry slot: the object it shows */
+
+/* methods of that object: our handles are no luv handles, and only
+   uvrequire closes them (a 'close' of every handle at exit is fine) */
+static int h_nop (lua_State *L) { (void)L; return 0; }
+static int h_false (lua_State *L) { lua_pushboolean(L, 0); return 1; }
+static int h_true (lua_State *L) { lua_pushboolean(L, 1); return 1; }
+static int h_type (lua_State *L) {
+  lua_pushliteral(L, "uvrequire");
+  lua_pushinteger(L, 0);
+  return 2;
+}
+static int h_tostring (lua_State *L) {
+  lua_pushliteral(L, "uvrequire: a handle of its own");
+  return 1;
+}
+
+
+/* make the object 'uv.walk' shows for our handles, once per state */
+static void walkobject (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"close", h_nop}, {"ref", h_nop}, {"unref", h_nop},
+    {"is_closing", h_false}, {"has_ref", h_false}, {"is_active", h_true},
+    {"get_type", h_type}, {NULL, NULL}
+  };
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, WALKREF) == LUA_TNIL) {
+    lua_newuserdatauv(L, 0, 0);
+    lua_createtable(L, 0, 3);  /* its metatable */
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, h_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "uvrequire.handle");
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, -2);
+    lua_rawseti(L, LUA_REGISTRYINDEX, WALKREF);  /* pops it */
+  }
+  lua_pop(L, 1);  /* pop what rawgeti pushed */
+}
+
+
+/*
+** See ur.h.  luv's 'uv.walk' asserts that every handle's 'data' is its
+** own kind of record, and shows the registry value it names; its loop's
+** __gc closes every handle with a callback that reads it.  So a handle
+** of ours on luv's loop points to such a record, naming an object of
+** our own ('ur_runtime_loop' made it, before any handle: this raises
+** nothing).
+*/
+void ur_runtime_handledata (lua_State *L, ur_runtime *rt, uv_handle_t *h,
+                            ur_luvdata *d) {
+  luvctx *ctx = luvcontext(L);
+  int made = (lua_rawgeti(L, LUA_REGISTRYINDEX, WALKREF) != LUA_TNIL);
+  lua_pop(L, 1);
+  h->data = NULL;
+  if (strcmp(rt->kind, "luv") != 0 || ctx == NULL || ctx->loop != h->loop ||
+      !made)
+    return;
+  d->ref = WALKREF;
+  d->callbacks[0] = d->callbacks[1] = LUA_NOREF;
+  d->ctx = ctx;
+  d->extra = d->extra_gc = NULL;
+  h->data = d;
+}
+
+/* }====================================================== */
 
 
 /* the loop we should use now: the host's, else luv's, else none */
@@ -241,6 +313,8 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
     return rt->loop;  /* our own loop, still wanted */
   if (rt->loop != NULL && rt->loop == loop)
     return rt->loop;
+  if (loop != NULL && strcmp(kind, "luv") == 0)
+    walkobject(L);  /* (may raise: memory; nothing is made yet) */
   ur_runtime_leaveloop(rt);
   if (loop == NULL) {
     if ((err = uv_loop_init(&rt->own)) != 0)
@@ -254,12 +328,12 @@ uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt) {
     luaL_error(L, "uvrequire: cannot set up the loop: %s",
                w == NULL ? "not enough memory" : uv_strerror(err));
   }
-  w->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
   w->rt = rt;
   uv_unref((uv_handle_t *)&w->h);
   rt->wake = w;
   rt->loop = loop;
   rt->kind = kind;
+  ur_runtime_handledata(L, rt, (uv_handle_t *)&w->h, &w->luv);
   rt->pid = generation();  /* (a fork child renews it: see above) */
   return loop;
 }

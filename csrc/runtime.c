@@ -19,6 +19,7 @@
 struct ur_timer {
   uv_timer_t h;
   ur_runtime *rt;       /* NULL once the runtime let go of it */
+  ur_luvdata luv;       /* its 'data' on luv's loop */
   lua_Integer id;       /* what 'rt->ontimer' is told */
   ur_timer *next, *prev;
 };
@@ -80,7 +81,7 @@ void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
     free(t);
     luaL_error(L, "uvrequire: cannot start a timer: %s", uv_strerror(err));
   }
-  t->h.data = NULL;  /* luv's loop __gc reads 'data' of every handle */
+  ur_runtime_handledata(L, rt, (uv_handle_t *)&t->h, &t->luv);
   t->rt = rt;
   t->id = id;
   t->prev = NULL;

@@ -428,9 +428,26 @@ typedef struct ur_runtime {
 } ur_runtime;
 
 /* the wake-up handle; 'h' first so that a handle is a 'ur_wakeh' */
+/*
+** What 'data' of a handle of ours on luv's loop points to: a record
+** laid out as luv's 'luv_handle_t' (luv/lhandle.h, stable since luv
+** 1.9), which luv's 'uv.walk' and its loop's __gc read from every
+** handle on the loop.  'ref' names a registry slot (a negative key,
+** which 'luaL_unref' leaves alone) that holds what 'uv.walk' shows for
+** it; no callback ('LUA_NOREF'); 'ctx' is luv's context (loop.c).
+*/
+typedef struct ur_luvdata {
+  int ref;
+  int callbacks[2];
+  void *ctx;
+  void *extra;
+  void *extra_gc;
+} ur_luvdata;
+
 struct ur_wakeh {
   uv_async_t h;
   ur_runtime *rt;       /* NULL once the runtime let go of it */
+  ur_luvdata luv;       /* its 'data' on luv's loop */
 };
 
 /* runtime.c */
@@ -446,6 +463,10 @@ void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
 void ur_runtime_untimer (ur_runtime *rt, lua_Integer id);
 /* loop.c */
 uv_loop_t *ur_runtime_loop (lua_State *L, ur_runtime *rt);
+/* loop.c: set 'data' of handle 'h' of ours, just made on the loop in
+   use: 'd' made what luv expects if that loop is luv's, else NULL */
+void ur_runtime_handledata (lua_State *L, ur_runtime *rt, uv_handle_t *h,
+                            ur_luvdata *d);
 void ur_runtime_signal (ur_runtime *rt);
 void ur_runtime_refresh (ur_runtime *rt);
 /* is a loop that uvrequire serves running now (luv's, ours, or ours

@@ -89,3 +89,54 @@ describe("luv loaded late", function()
       ]])
   end)
 end)
+
+describe("luv's uv.walk", function()
+  -- luv asserts that every handle on its loop is its own kind: the
+  -- process aborted at a walk once uvrequire had a handle there.  Each
+  -- of ours shows as one object, which a walk that closes every handle
+  -- may close too: uvrequire goes on.
+  it("shows uvrequire's handles as its own, and may close them",
+     function()
+    local s = H.scratch()
+    H.write(s.dir .. "/wk_a.lua", "return 'a'")
+    H.write(s.dir .. "/wk_b.lua", "return 'b'")
+    H.write(s.dir .. "/wk_slow.lua", [[
+local uv = require "luv"
+local co = coroutine.running()
+local t = uv.new_timer()
+t:start(1, 0, function() t:close() coroutine.resume(co) end)
+coroutine.yield()
+return 'slow'
+]])
+    local r = K.run(s.dir, [[
+local uv = require "luv"
+local ur = require "uvrequire"
+ur.install()
+-- a task waits on an import with a timeout (a timer of ours) while
+-- the import's body waits on a luv timer
+local t = ur.spawn(function() return (require "wk_a") end)
+uv.run()
+local n = 0
+uv.walk(function(h) n = n + 1; print(tostring(h), h:get_type()) end)
+print(n, t:result())
+local slow = ur.spawn(function()
+  return ur.import_module("wk_slow", { timeout = 1e6 })
+end)
+local shown = {}
+uv.walk(function(h)
+  shown[#shown + 1] = tostring(h)
+  if not h:is_closing() then h:close() end
+end)
+table.sort(shown)
+print(table.concat(shown, ", "))
+print(slow:wait())
+print(ur.spawn(function() return (require "wk_b") end):wait())
+]], { }, { env = "UVREQUIRE_CACHE=off", timeout = 60 })
+    s.restore()
+    assert.equals("", r.err)
+    assert.equals(
+      "uvrequire: a handle of its own\tuvrequire\t0\n1\ttrue\ta\n" ..
+      "uvrequire: a handle of its own, uvrequire: a handle of its own\n" ..
+      "true\tslow\ntrue\tb\n", r.out)
+  end)
+end)
