@@ -112,6 +112,13 @@ static void report (lua_State *L, int m, int x, const char *what) {
 }
 
 
+/* (e) -> what e's __tostring returns, or e itself if it has none */
+static int metatostring (lua_State *L) {
+  luaL_callmeta(L, 1, "__tostring");
+  return 1;
+}
+
+
 /* protected part of 'died': (co) -> the Lua hook, or the sink */
 static int l_died (lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
@@ -120,7 +127,9 @@ static int l_died (lua_State *L) {
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1);  /* 2: the error object */
   if ((msg = lua_tostring(L, 2)) == NULL) {  /* as lua.c's 'msghandler' */
-    if (luaL_callmeta(L, 2, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    lua_pushcfunction(L, metatostring);  /* (a __tostring may raise) */
+    lua_pushvalue(L, 2);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
       msg = lua_tostring(L, -1);
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",

@@ -251,13 +251,22 @@ end
 local failed = setmetatable({}, { __mode = "v" })
 local nfailed = 0
 
+-- `tostring(e)` for a report; an error object whose __tostring raises
+-- (or gives no string) is named by its type, as lua.c names one.  The
+-- object itself is never replaced.
+local function describe(e)
+  local ok, s = pcall(tostring, e)
+  if ok and type(s) == "string" then return s end
+  return ("(error object is a %s value)"):format(type(e))
+end
+
 -- The task ended with `err` (traceback `tb`): keep it for its handle
 -- (and for run()); wake whoever waits on it.
 -- (The task's fields exist from the start, so these stores allocate
 -- nothing: a memory error cannot leave it finished without its error.)
 local function fail(task, err, tb)
   task.err = err
-  task.traceback = tb or tostring(err)
+  task.traceback = tb or describe(err)
   task.finished = true
   core.wakeall(task.waiters)
   nfailed = nfailed + 1
@@ -290,7 +299,7 @@ function M.spawn(fn, ...)
                               waiting = 0 }, Task)
   local tb
   local function onerror(e)
-    tb = debug.traceback(tostring(e), 2)
+    tb = debug.traceback(describe(e), 2)
     return e
   end
   task.co = coroutine.create(function(...)
@@ -306,7 +315,7 @@ function M.spawn(fn, ...)
   core.settask(task.co, task)
   local ok, err = core.start(task.co, ...)  -- (it runs on its own)
   if not ok and not task.finished then
-    fail(task, err, debug.traceback(task.co, tostring(err)))
+    fail(task, err, debug.traceback(task.co, describe(err)))
   end
   return task
 end

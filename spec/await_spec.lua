@@ -246,6 +246,33 @@ describe("awaitable require", function()
     package.loaded.okmod = nil
   end)
 
+  it("keeps an error object whose __tostring raises, and reports it",
+     function()
+    -- the task's result is that very object (its report names it by
+    -- its type); a bare coroutine's goes to run(), not lost on stderr
+    H.write(dir .. "/okmod2.lua", "return 'ok'")
+    local obj = setmetatable({}, { __tostring = function()
+      error("no tostring")
+    end })
+    local t = U.spawn(function() error(obj) end)
+    local ok, err = t:result()
+    assert.is_false(ok)
+    assert.is_true(rawequal(obj, err))
+    local core = require "uvrequire.core"
+    core.setmode("any")
+    finally(function() core.setmode("tasks") end)
+    local timer = uv.new_timer()
+    timer:start(0, 0, function()
+      timer:close()
+      coroutine.wrap(function() U.require("okmod2"); error(obj) end)()
+    end)
+    local ok2, raised = pcall(U.run)
+    assert.is_false(ok2)
+    assert.matches("^%(error object is a table value%)\nstack traceback:\n",
+                   raised)
+    package.loaded.okmod2 = nil
+  end)
+
   it("closes the state safely with imports in flight", function()
     -- a child lua5.4 starts imports whose worker blocks on a FIFO, then
     -- ends: lua_close runs with the job running (and one queued behind
