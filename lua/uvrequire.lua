@@ -375,8 +375,11 @@ function Task.wait(...)
     if not ok then error(err, 0) end
   else
     -- drive the loop without raising: other tasks' errors stay for run()
-    local ok, alive, busy = true, true, nil
-    while ok and not busy and not self.finished and alive do
+    -- (a loop with nothing left gets one more run: the loop in use may
+    -- move at its start, to luv's loaded meanwhile, where work waits)
+    local ok, alive, busy, again = true, true, nil, false
+    while ok and not busy and not self.finished and (alive or not again) do
+      again = not alive
       ok, alive, busy = pcall(core.run, "once")
     end
     self.waiting = self.waiting - 1

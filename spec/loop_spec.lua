@@ -49,6 +49,31 @@ describe("luv loaded late", function()
       ]])
   end)
 
+  it("task:wait() follows the loop to luv's, where the task's work is",
+     function()
+    -- the task's next body waits on a luv timer: wait() ran uvrequire's
+    -- own loop dry and gave up, where one more run moves to luv's
+    H.write(dir .. "/lt_slow.lua", [[
+local uv = package.loaded.luv
+local co = coroutine.running()
+local t = uv.new_timer()
+t:start(1, 0, function() t:close(); coroutine.resume(co) end)
+coroutine.yield()
+return 'slow'
+]])
+    assert.equals("own\ttrue\tfirst\tslow\tluv\n", run [[
+      local U = require "uvrequire"
+      local t = U.spawn(function()
+        return (U.require "first"), (U.require "lt_slow")
+      end)
+      local kind = U.loopinfo().kind
+      local uv = require "luv"  -- loaded while the task waits
+      local ok, a, b = t:wait()
+      print(kind, ok, a, b, U.loopinfo().kind)
+      uv.run("nowait")  -- (the closed timer's callback)
+    ]])
+  end)
+
   it("moves only once no import is in flight", function()
     assert.equals(
       "1\town\t2\n2\ttrue\ttrue\town\t0\n3\tluv\t1\n" ..
