@@ -368,12 +368,17 @@ function Task.wait(...)
     -- tasks it waits for, and the drivers of imports it waits on)
     error("a task cannot wait for a task that waits for it", 2)
   end
-  self.waiting = self.waiting + 1
   if core.cansuspend() then
+    -- (taken back however the wait ends: a waiter closed with
+    -- coroutine.close never returns from park)
+    local _ <close> = setmetatable({}, { __close = function()
+      self.waiting = self.waiting - 1
+    end })
+    self.waiting = self.waiting + 1
     local ok, err = pcall(park, self)
-    self.waiting = self.waiting - 1
     if not ok then error(err, 0) end
   else
+    self.waiting = self.waiting + 1
     -- drive the loop without raising: other tasks' errors stay for run()
     -- (a loop with nothing left gets one more run: the loop in use may
     -- move at its start, to luv's loaded meanwhile, where work waits)

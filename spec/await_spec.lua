@@ -246,6 +246,24 @@ describe("awaitable require", function()
     package.loaded.okmod = nil
   end)
 
+  it("leaves to run() the error of a task whose waiter was closed",
+     function()
+    -- the closed waiter never returned from its wait: the task stayed
+    -- "waited for", and run() never raised its error
+    H.write(dir .. "/cw_slow.lua", "return 1")
+    local f = U.spawn(function()
+      U.require("cw_slow")
+      error("F failed", 0)
+    end)
+    local w = U.spawn(function() return f:wait() end)
+    assert.is_true(coroutine.close(w.co))
+    local ok, raised = pcall(U.run)
+    assert.is_false(ok)
+    assert.matches("^F failed\nstack traceback:\n", raised)
+    assert.equals(0, f.waiting)
+    package.loaded.cw_slow = nil
+  end)
+
   it("keeps an error object whose __tostring raises, and reports it",
      function()
     -- the task's result is that very object (its report names it by
