@@ -176,6 +176,7 @@ int ur_require_findloader (lua_State *L) {
       ur_load_pushmsgs(L, LOADIDX);
       lua_pushfstring(L, "%smodule '%s' not found:%s", lua_tostring(L, -2),
                       name, lua_tostring(L, -1));
+      ld->nfwhere = lua_rawlen(L, -3) + 1;  /* (waiters: their own) */
       return failraise(L);
     }
     if (ur_std_kind(L, -1) < 0) {  /* a searcher for the Lua thread */

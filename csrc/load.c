@@ -395,6 +395,14 @@ int ur_load_outcome (lua_State *L, int idx) {
   ur_load *ld = (ur_load *)lua_touserdata(L, idx);
   if (ld->state == UR_LFAIL) {
     lua_getiuservalue(L, idx, UV_DATA);
+    if (ld->nfwhere > 0 && lua_type(L, -1) == LUA_TSTRING &&
+        lua_rawlen(L, -1) >= ld->nfwhere - 1) {
+      /* "module not found", built by the driver's require: with the
+         position of this require, as stock would raise it here */
+      luaL_where(L, 1);
+      lua_pushstring(L, lua_tostring(L, -2) + (ld->nfwhere - 1));
+      lua_concat(L, 2);
+    }
     return lua_error(L);
   }
   lua_getiuservalue(L, idx, UV_VALUE);

@@ -565,6 +565,8 @@ typedef struct ur_load {
   int copen;            /* the loader is a C library's luaopen_ */
   int unprot;           /* its body runs unprotected (main thread) */
   int hadfalse;         /* LOADED[name] was false when it started */
+  size_t nfwhere;       /* it failed with "module not found", its first
+                           nfwhere - 1 bytes the driver's position; or 0 */
   lua_State *driver;    /* thread driving the load, or NULL */
   int gone;             /* the driver was found collected: the next
                            'ur_load_find' hands the load over or ends it */

@@ -324,6 +324,29 @@ describe("guarded package.loaded", function()
     end)
   end)
 
+  describe("module not found", function()
+    it("gives each waiter the message at its own require", function()
+      -- the message is stock's, raised where each require is (the
+      -- driver's position was given to every waiter)
+      local src = "local U = ...\n" ..
+                  "return function()\n" ..
+                  "  return U.require('nf_nowhere')\n" ..   -- line 3
+                  "end, function()\n" ..
+                  "  return U.require('nf_nowhere')\n" ..   -- line 5
+                  "end"
+      local f1, f2 = load(src, "=nf")(U)
+      local t1, t2 = U.spawn(f1), U.spawn(f2)
+      local ok1, e1 = t1:wait()
+      local ok2, e2 = t2:wait()
+      assert.is_false(ok1)
+      assert.is_false(ok2)
+      assert.matches("^nf:3: module 'nf_nowhere' not found:\n", e1)
+      assert.matches("^nf:5: module 'nf_nowhere' not found:\n", e2)
+      assert.equals(e1:gsub("^nf:3:", ""), (e2:gsub("^nf:5:", "")))
+      assert.is_nil(U.status("nf_nowhere"))
+    end)
+  end)
+
   describe("cycles", function()
     before_each(function()
       modules {
