@@ -188,17 +188,38 @@ static int l_stats (lua_State *L) {
 ** The blocking-require detector
 ** ======================================================= */
 
-/* the nearest Lua caller's "file:line", pushed ("?" if none) */
+static const char SKIPSRC = 's';  /* registry: uvrequire/lazy.lua's
+                                      chunk name (core.skipsource) */
+
+
+/*
+** The nearest Lua caller's "file:line", pushed ("?" if none).  Frames
+** of uvrequire/lazy.lua are passed over: a proxy's import is the use's.
+*/
 void ur_stats_pushsite (lua_State *L) {
   lua_Debug ar;
+  const char *skip;
   int level;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
+  skip = lua_tostring(L, -1);  /* (kept in the registry) */
+  lua_pop(L, 1);
   for (level = 1; lua_getstack(L, level, &ar); level++) {
-    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 &&
+        (skip == NULL || strcmp(ar.source, skip) != 0)) {
       lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
       return;
     }
   }
   lua_pushliteral(L, "?");
+}
+
+
+/* core.skipsource(source): the chunk whose frames sites pass over */
+static int l_skipsource (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TSTRING);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
+  return 0;
 }
 
 
@@ -329,7 +350,8 @@ static int l_setobserve (lua_State *L) {
 /* }====================================================== */
 
 
-/* add 'stats' and 'setobserve' to the table at the top; make tables */
+/* add 'stats', 'setobserve' and 'skipsource' to the table at the top;
+   make tables */
 void ur_stats_register (lua_State *L) {
   ur_regtable(L, &STATS, NULL);
   ur_regtable(L, &REPORTED, NULL);
@@ -337,4 +359,6 @@ void ur_stats_register (lua_State *L) {
   lua_setfield(L, -2, "stats");
   lua_pushcfunction(L, l_setobserve);
   lua_setfield(L, -2, "setobserve");
+  lua_pushcfunction(L, l_skipsource);
+  lua_setfield(L, -2, "skipsource");
 }

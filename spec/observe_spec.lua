@@ -188,6 +188,25 @@ print(pcall(require("uvrequire").on_block, 5))
                     "expected, got number)\n", r.out)
       assert.equals("", r.err)
     end)
+
+    it("names a lazy proxy's use as the site, not uvrequire's file",
+       function()
+      local r = run(dir, [[
+local uv = require "luv"
+local ur = require "uvrequire"
+ur.on_block(function(msg, name, site) print(name, site) end)
+local oa, od = ur.lazy "oa", ur.lazy "od"
+local t = uv.new_timer()
+t:start(0, 0, function()
+  t:close()
+  print(oa.name)   -- line 8
+  print(#tostring(od) > 0)   -- line 9
+end)
+uv.run()
+]], "UVREQUIRE_DETECT= UVREQUIRE_PREFETCH=off", { K.install() })
+      assert.equals("oa\tprog.lua:8\noa\nod\tprog.lua:9\ntrue\n", r.out)
+      assert.equals("", r.err)
+    end)
   end)
 
   describe("stats()", function()

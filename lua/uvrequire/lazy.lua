@@ -30,6 +30,7 @@ return function(M, core)
   local function import(name) return (M.import_module(name)) end
   local info = debug.getinfo(import, "S")
   local here = info.source
+  core.skipsource(here)  -- (the detector's sites: the use, not this file)
   -- a position in this file, as error messages show it
   local hereline = "^" .. info.short_src:gsub("%p", "%%%0") .. ":%d+: "
 
