@@ -184,6 +184,14 @@ describe("uvrequire.lazy", function()
     assert.same({ false, at(l7) ..
                   "attempt to get length of a function value" },
                 { ok7, e7 })
+    -- a call of a module that cannot be called (not a tail call: the
+    -- use's frame is still there)
+    local l8, ok8, e8 = line(), pcall(function() local r = tbl() return r end)
+    assert.same({ false, at(l8) .. "attempt to call a table value" },
+                { ok8, e8 })
+    local callable = U.lazy(module(
+      "return setmetatable({}, { __call = function() return 'called' end })"))
+    assert.equals("called", callable())
   end)
 
   for _, kind in ipairs(kinds) do

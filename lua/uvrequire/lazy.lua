@@ -102,7 +102,16 @@ return function(M, core)
     __metatable = false,  -- the proxy's machinery is not the module's
     __index = fwd(function(p, k) return get(p)[k] end),
     __newindex = fwd(function(p, k, v) get(p)[k] = v end),
-    __call = function(p, ...) return get(p)(...) end,  -- (a tail call)
+    __call = function(p, ...)
+      local v = get(p)
+      local vm = debug.getmetatable(v)
+      if type(v) ~= "function" and not (vm and rawget(vm, "__call")) then
+        -- as the VM words it, at the use (not this line)
+        raise(("%s:0: attempt to call a %s value"):format(info.short_src,
+                                                         type(v)))
+      end
+      return v(...)  -- (a tail call: the module's own errors unchanged)
+    end,
     __pairs = function(p) return pairs(get(p)) end,
     __len = fwd(function(p) return #get(p) end),
     __tostring = fwd(function(p) return tostring(get(p)) end),
