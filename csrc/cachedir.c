@@ -225,12 +225,20 @@ static int l_setcache (lua_State *L) {
 }
 
 
-/* core.cachestats(): { hits, misses, writes, dir = dir or false } */
+/* core.cachestats(): { hits, misses, writes, dir = dir or false,
+   kept = the directories set so far, each kept once } */
 static int l_cachestats (lua_State *L) {
   unsigned long hits, misses, writes;
+  lua_Integer kept = 0;
+  Dir *d;
   ur_exec_flush();  /* entries on their way count as written */
   ur_cache_counts(&hits, &misses, &writes);
-  lua_createtable(L, 0, 4);
+  uv_mutex_lock(&setlock);
+  for (d = dirs; d != NULL; d = d->prev) kept++;
+  uv_mutex_unlock(&setlock);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, kept);
+  lua_setfield(L, -2, "kept");
   lua_pushinteger(L, (lua_Integer)hits);
   lua_setfield(L, -2, "hits");
   lua_pushinteger(L, (lua_Integer)misses);

@@ -356,6 +356,12 @@ static int afterjob (lua_State *L) {
       ur_load_dropjob(L, ld);
       return failraise(L);
     case UR_NOTFOUND:
+      if (job->nonreg) {  /* a prefetch, adopted as it ran, that met a
+                             FIFO or a device: search again, for real */
+        ur_load_dropjob(L, ld);
+        ld->next = 2;  /* (only searcher 2's prefetches are adopted) */
+        return ur_require_findloader(L);
+      }
       lua_pushlstring(L, job->msg.p, job->msg.n);  /* "\n\t"-led */
       ur_load_addmsg(L, LOADIDX);
       ur_load_dropjob(L, ld);

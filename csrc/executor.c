@@ -246,6 +246,8 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
   uv_mutex_lock(&ur_ex.lock);
   job->async = async;
   job->isprefetch = 0;  /* (a prefetch adopted: an import now) */
+  if (job->state != UR_RUNNING && job->state != UR_DONE)
+    job->nowait = 0;  /* it opens as stock's search would */
   ur_ex_pfforget(job);  /* (its sweep never comes: 'ur_exec_takeswept') */
   done = (job->state == UR_DONE);
   uv_mutex_unlock(&ur_ex.lock);
@@ -285,6 +287,7 @@ int ur_exec_takeback (ur_job *job) {
   if (job->state == UR_QUEUED) {
     ur_ex_unqueue(job);
     job->state = UR_NEW;
+    job->nowait = 0;  /* (an adopted prefetch's: an import now) */
     taken = 1;
   }
   uv_mutex_unlock(&ur_ex.lock);

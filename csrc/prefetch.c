@@ -271,7 +271,7 @@ int ur_pf_startnames (lua_State *L, pfstate *pf, ur_job *job, int from,
     pj->name = strdup(name);
     pj->steps[0].path = strdup(path);
     pj->nsteps = 1;  /* (steps[0].kind: UR_STEP_LUA) */
-    pj->scan = pj->isprefetch = 1;
+    pj->scan = pj->isprefetch = pj->nowait = 1;
     pj->owner = owner;  /* (only its own Lua thread helps) */
     pj->sparecore = spare;
     pj->pkeylen = job->pkeylen;  /* its key: the parent's, then i */

@@ -61,17 +61,23 @@ static int opennow (const char *f) {
 /*
 ** A prefetch's open of file 'f' (see 'searchpath'): it must not wait,
 ** for a FIFO or a device named in code that may never run (stock would
-** never open it), so it opens without waiting, and takes only a
-** regular file.  Returns the FILE; or NULL, with errno ENOENT (or
-** another) if nothing opened, or with '*other' set if something not
-** regular is there (the prefetch ends: the 'require' will search).
+** never open it), nor open one at all: opening a FIFO wakes its writer,
+** whose data would then go to nobody.  So it looks first ('stat', which
+** touches nothing), and opens only a regular file.  Returns the FILE;
+** or NULL, with errno set if nothing is there or it does not open (as
+** 'fopen' fails), or with '*other' set if something not regular is
+** there (the prefetch ends: the 'require' will search).
 */
 static FILE *prefetchopen (const char *f, int *other) {
   struct stat st;
   FILE *file;
-  int fd = opennow(f);
-  if (fd < 0) return NULL;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+  int fd;
+  if (stat(f, &st) != 0) return NULL;
+  if (!S_ISREG(st.st_mode) || (fd = opennow(f)) < 0) {
+    *other = !S_ISREG(st.st_mode);
+    return NULL;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||  /* (replaced) */
       fcntl(fd, F_SETFL, 0) != 0 || (file = fdopen(fd, "r")) == NULL) {
     close(fd);
     *other = 1;
@@ -135,12 +141,15 @@ static char *searchpath (const char *name, const char *path,
 /*
 ** See ur.h.  On the Lua thread, when a finished prefetch that found
 ** 'file' is adopted: would a search now find a file before it?  Each
-** template before 'file' is opened, as the search would (but without
-** waiting); the first that opens says yes.  Out of memory, yes (the
-** prefetch is dropped and the search is done again).
+** template before 'file' is looked at ('stat'); a regular file there is
+** opened, as the search's 'fopen' would open it (but without waiting),
+** anything else counts as found, as 'fopen' would open it or wait on
+** it (never opened here: opening a FIFO wakes its writer).  Out of
+** memory, yes (the prefetch is dropped and the search is done again).
 */
 int ur_src_earlier (const char *name, const char *path, const char *file) {
   ur_buf files = {NULL, 0, 0, 0};
+  struct stat st;
   int earlier = 1;
   if (expand(&files, name, path)) {
     char *f = files.p;
@@ -150,9 +159,13 @@ int ur_src_earlier (const char *name, const char *path, const char *file) {
       int fd;
       if (sep != NULL) *sep = '\0';
       if (strcmp(f, file) == 0) break;  /* 'file' itself: none before */
-      if ((fd = opennow(f)) >= 0) {
-        close(fd);
-        earlier = 1;
+      if (stat(f, &st) == 0) {  /* something there: would fopen open it? */
+        if (!S_ISREG(st.st_mode))
+          earlier = 1;  /* a directory opens; a FIFO, stock waits on */
+        else if ((fd = opennow(f)) >= 0) {  /* readable */
+          close(fd);
+          earlier = 1;
+        }
       }
       f = sep != NULL ? sep + 1 : NULL;
     }
@@ -307,10 +320,11 @@ static int runsteps (ur_job *job, ur_arena *a) {
     else
       file = searchpath(job->name, s->path, &job->msg,
                         s->kind == UR_STEP_LUA ? &f : NULL, &nomem,
-                        job->isprefetch ? &other : NULL);
+                        job->nowait ? &other : NULL);
     if (nomem) return 1;
     if (other) {  /* a prefetch met a file not regular: it ends here */
       job->outcome = UR_NOTFOUND;
+      job->nonreg = 1;
       return 0;
     }
     if (file == NULL)

@@ -145,6 +145,11 @@ struct ur_job {
                                  jobs only: a job run in place never
                                  reads its file for it) */
   int isprefetch;             /* submitted by prefetch.c, no waiter */
+  int nowait;                 /* input: open files without waiting, and
+                                 end at one not regular (a prefetch's;
+                                 cleared when one adopts it before it
+                                 runs: search.c) */
+  int nonreg;                 /* output: it ended so (UR_NOTFOUND) */
   const void *owner;          /* the state's runtime: only its own Lua
                                  thread runs its prefetches in place
                                  ('ur_exec_help'); NULL: none */

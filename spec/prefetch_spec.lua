@@ -975,31 +975,28 @@ th:join()
 
   it("records a prefetch that the waiting Lua thread ran itself", function()
     -- One worker, stuck in a task's import of pf_hx, a FIFO that a
-    -- thread of the child writes only once the Lua thread has run the
-    -- queued prefetches of pf_hy and pf_hz itself, while it waited for
-    -- pf_hx at top level: pf_hz, a FIFO too, opened by that prefetch
-    -- (which then ends: no FIFO is prefetched), tells the thread.  The
-    -- record of pf_hy, which the Lua thread compiled, is as complete as
-    -- a worker's.
-    for _, f in ipairs({ "pf_hx.lua", "pf_hz.lua" }) do
-      assert(os.execute("mkfifo '" .. s.dir .. "/" .. f .. "'"))
-    end
+    -- thread of the child writes only once the Lua thread has opened
+    -- pf_hy (inotify tells it): the Lua thread runs the queued prefetch
+    -- of pf_hy itself while it waits for pf_hx at top level.  That
+    -- record is as complete as a worker's.
+    assert(os.execute("mkfifo '" .. s.dir .. "/pf_hx.lua'"))
     H.files(s.dir, {
-      ["pf_hroot.lua"] = "require 'pf_hx'\nrequire 'pf_hy'\n" ..
-                         "local function never() require 'pf_hz' end",
+      ["pf_hroot.lua"] = "require 'pf_hx'\nrequire 'pf_hy'",
       ["pf_hy.lua"] = "return 'y' -- yyyy",
     })
     local r = K.run(s.dir, ([[
 local luv = require "luv"
 local U = require "uvrequire"
 DIR = %q
-local th = luv.new_thread(function(dir)
+local th = luv.new_thread(function(dir, lib)
+  local ow = package.loadlib(lib, "luaopen_openwait")()
   local x = io.open(dir .. "/pf_hx.lua", "w")  -- the worker has it open
+  local w = assert(ow.watch(dir .. "/pf_hy.lua"))
   io.open(dir .. "/busy", "w"):close()
-  io.open(dir .. "/pf_hz.lua", "w"):close()  -- the Lua thread opened it
+  assert(ow.wait(w))  -- the Lua thread opened pf_hy
   x:write("return 'x'")
   x:close()
-end, DIR)
+end, DIR, %q)
 local t = U.spawn(function() return require "pf_hx" end)
 while not io.open(DIR .. "/busy") do end
 require "pf_hroot"
@@ -1009,7 +1006,7 @@ assert(t:result())
 for _, r in ipairs(U.stats()) do
   if r.name:match("^pf_h[xy]") then print(r.name, r.bytes) end
 end
-]]):format(s.dir), { K.install() },
+]]):format(s.dir, H.ROOT .. "/" .. FIX .. "openwait.so"), { K.install() },
       { env = "UVREQUIRE_THREADS=1 UVREQUIRE_CACHE=off", timeout = 60 })
     assert.equal("pf_hx\t10\npf_hy\t18\n", r.out)
   end)
