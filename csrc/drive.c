@@ -199,6 +199,7 @@ int ur_require_findloader (lua_State *L) {
       ur_job_free(ld->job);  /* (never submitted) */
       ld->job = pj;  /* a prefetch's: only the Lua step */
       ld->next = first + 1;  /* C steps, if needed, in a job of their own */
+      ld->pfcheck = !ur_exec_isdone(pj);  /* (a done one was checked) */
       return waitprefetched(L, ld);
     }
     ld->job->scan = susp && ur_prefetch_on(L);
@@ -324,6 +325,21 @@ static int k_wait (lua_State *L, int status, lua_KContext ctx) {
 
 
 /*
+** The load's job was a prefetch, adopted before it ended, whose result
+** may not be what a search finds now (it met a file not regular, or a
+** file appeared before the one it found, or that one changed): drop it
+** and search again, for real, from the Lua searcher (searcher 2: the
+** only one whose prefetches are adopted).
+*/
+static int searchagain (lua_State *L, ur_load *ld) {
+  ur_load_dropjob(L, ld);
+  ld->pfcheck = 0;
+  ld->next = 2;
+  return ur_require_findloader(L);
+}
+
+
+/*
 ** The load's job is done: take its results.  Libraries it opened go to
 ** _CLIBS; a loader found is called (a task's Lua body at the loop's
 ** next turn, not in this one); a miss adds its messages and the search
@@ -356,17 +372,19 @@ static int afterjob (lua_State *L) {
       ur_load_dropjob(L, ld);
       return failraise(L);
     case UR_NOTFOUND:
-      if (job->nonreg) {  /* a prefetch, adopted as it ran, that met a
-                             FIFO or a device: search again, for real */
-        ur_load_dropjob(L, ld);
-        ld->next = 2;  /* (only searcher 2's prefetches are adopted) */
-        return ur_require_findloader(L);
-      }
+      if (job->nonreg)  /* a prefetch, adopted as it ran, that met a
+                           FIFO or a device: search again, for real */
+        return searchagain(L, ld);
       lua_pushlstring(L, job->msg.p, job->msg.n);  /* "\n\t"-led */
       ur_load_addmsg(L, LOADIDX);
       ur_load_dropjob(L, ld);
       return ur_require_findloader(L);  /* 'next' is past the job's searchers */
     default:  /* UR_FOUND */
+      if (ld->pfcheck && job->steps[job->found].kind == UR_STEP_LUA &&
+          (ur_src_earlier(job->name, job->steps[job->found].path,
+                          job->file) ||
+           (job->src.set && !ur_src_same(job))))
+        return searchagain(L, ld);  /* its search may be stale */
       /* a big chunk's body runs a turn after it is loaded, so that the
          two never stall the loop in the same turn; a small one's at
          once (a turn more would cost more than it spreads) */

@@ -163,6 +163,7 @@ void ur_load_setdriver (lua_State *L, int idx, ur_load *ld) {
   lua_rawset(L, -3);  /* DRIVING[L] = load */
   lua_pop(L, 1);
   ld->driver = L;
+  ld->gone = 0;  /* (a driver found collected is replaced) */
   ld->dseq = ++ur_runtime_get(L)->tick;
   ur_load_settoken(ld, 0);
 }

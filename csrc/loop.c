@@ -230,7 +230,10 @@ static void walkobject (lua_State *L) {
     {"get_type", h_type}, {NULL, NULL}
   };
   if (lua_rawgeti(L, LUA_REGISTRYINDEX, WALKREF) == LUA_TNIL) {
-    lua_newuserdatauv(L, 0, 0);
+    /* a NULL handle pointer, where luv's function-style calls
+       (uv.close(h)) read one: they raise "Expected uv_handle" */
+    void **p = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
+    *p = NULL;
     lua_createtable(L, 0, 3);  /* its metatable */
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
@@ -255,10 +258,12 @@ static void walkobject (lua_State *L) {
 */
 void ur_runtime_handledata (lua_State *L, ur_runtime *rt, uv_handle_t *h,
                             ur_luvdata *d) {
-  luvctx *ctx = luvcontext(L);
-  int made = (lua_rawgeti(L, LUA_REGISTRYINDEX, WALKREF) != LUA_TNIL);
+  luvctx *ctx;
+  int made;
+  h->data = NULL;  /* (first: nothing below may leave it unset) */
+  ctx = luvcontext(L);
+  made = (lua_rawgeti(L, LUA_REGISTRYINDEX, WALKREF) != LUA_TNIL);
   lua_pop(L, 1);
-  h->data = NULL;
   if (strcmp(rt->kind, "luv") != 0 || ctx == NULL || ctx->loop != h->loop ||
       !made)
     return;

@@ -88,6 +88,8 @@ void ur_runtime_timer (lua_State *L, ur_runtime *rt, uint64_t ms,
   t->next = rt->timers;
   if (rt->timers) rt->timers->prev = t;
   rt->timers = t;
+  uv_update_time(loop);  /* from now: the loop's time is that of its
+                           last turn, which may be long past */
   uv_timer_start(&t->h, ontimer, ms, 0);
 }
 

@@ -188,37 +188,50 @@ static int l_stats (lua_State *L) {
 ** The blocking-require detector
 ** ======================================================= */
 
-static const char SKIPSRC = 's';  /* registry: uvrequire/lazy.lua's
-                                      chunk name (core.skipsource) */
+static const char SKIPSRC = 's';  /* registry: chunk name -> true, the
+                                      chunks of uvrequire's Lua layer
+                                      (core.skipsource) */
 
 
 /*
 ** The nearest Lua caller's "file:line", pushed ("?" if none).  Frames
-** of uvrequire/lazy.lua are passed over: a proxy's import is the use's.
+** of uvrequire's Lua layer (uvrequire.lua, uvrequire/lazy.lua) are
+** passed over: 'sync', a proxy's import, are the caller's.
 */
 void ur_stats_pushsite (lua_State *L) {
   lua_Debug ar;
-  const char *skip;
-  int level;
+  int level, skip;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
-  skip = lua_tostring(L, -1);  /* (kept in the registry) */
-  lua_pop(L, 1);
+  skip = lua_gettop(L);  /* (a table, or nil) */
   for (level = 1; lua_getstack(L, level, &ar); level++) {
-    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 &&
-        (skip == NULL || strcmp(ar.source, skip) != 0)) {
-      lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-      return;
+    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+      int ours = lua_istable(L, skip) &&
+                 lua_getfield(L, skip, ar.source) != LUA_TNIL;
+      if (lua_istable(L, skip)) lua_pop(L, 1);
+      if (!ours) {
+        lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+        lua_remove(L, skip);
+        return;
+      }
     }
   }
+  lua_pop(L, 1);  /* pop SKIPSRC */
   lua_pushliteral(L, "?");
 }
 
 
-/* core.skipsource(source): the chunk whose frames sites pass over */
+/* core.skipsource(source): frames of that chunk are no site */
 static int l_skipsource (lua_State *L) {
   luaL_checktype(L, 1, LUA_TSTRING);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
+  }
+  lua_pushvalue(L, 1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
   return 0;
 }
 

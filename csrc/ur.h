@@ -570,6 +570,8 @@ typedef struct ur_load {
   int copen;            /* the loader is a C library's luaopen_ */
   int unprot;           /* its body runs unprotected (main thread) */
   int hadfalse;         /* LOADED[name] was false when it started */
+  int pfcheck;          /* its job is a prefetch adopted before it ended:
+                           is what it found still what a search finds? */
   size_t nfwhere;       /* it failed with "module not found", its first
                            nfwhere - 1 bytes the driver's position; or 0 */
   lua_State *driver;    /* thread driving the load, or NULL */

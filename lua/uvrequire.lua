@@ -7,6 +7,8 @@
 -- @module uvrequire
 
 local core = require "uvrequire.core"
+core.skipsource(debug.getinfo(1, "S").source)  -- (detector sites: the
+-- caller of uvrequire's functions that require, such as sync, not here)
 
 local M = {
   --- The value a waiting coroutine yields to whoever resumed it.

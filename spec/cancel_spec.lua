@@ -143,6 +143,20 @@ describe("cancel and timeouts", function()
     H.clean()
   end)
 
+  it("a timeout counts from the import, not from the loop's last turn",
+     function()
+    -- the loop's time is that of its last turn: after 1.5 s of work
+    -- with no turn, a timer of 1 s started from it fired at once
+    H.write(dir .. "/tn.lua", "return 'tn'")
+    names[#names + 1] = "tn"
+    U.run()  -- (a turn now; then none for 1.5 s)
+    local t0 = H.luv.hrtime()
+    repeat until H.luv.hrtime() - t0 > 1.5e9
+    local t = U.spawn(U.import_module, "tn", { timeout = 1000 })
+    U.run()
+    assert.same({ true, "tn" }, { t:result() })
+  end)
+
   it("a synchronous import_module ignores the timeout", function()
     H.write(dir .. "/ts.lua", "return 'ts'")
     names[#names + 1] = "ts"

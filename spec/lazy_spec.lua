@@ -192,6 +192,11 @@ describe("uvrequire.lazy", function()
     local callable = U.lazy(module(
       "return setmetatable({}, { __call = function() return 'called' end })"))
     assert.equals("called", callable())
+    -- __call followed as the VM follows it: to a value it cannot call
+    local ct = U.lazy(module("return setmetatable({}, { __call = true })"))
+    local l9, ok9, e9 = line(), pcall(function() local r = ct() return r end)
+    assert.same({ false, at(l9) .. "attempt to call a boolean value" },
+                { ok9, e9 })
   end)
 
   for _, kind in ipairs(kinds) do

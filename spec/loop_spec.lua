@@ -142,7 +142,11 @@ ur.install()
 local t = ur.spawn(function() return (require "wk_a") end)
 uv.run()
 local n = 0
-uv.walk(function(h) n = n + 1; print(tostring(h), h:get_type()) end)
+uv.walk(function(h)
+  n = n + 1
+  print(tostring(h), h:get_type())
+  print(pcall(uv.is_active, h))  -- luv's own checks: not its handle
+end)
 print(n, t:result())
 local slow = ur.spawn(function()
   return ur.import_module("wk_slow", { timeout = 1e6 })
@@ -160,7 +164,9 @@ print(ur.spawn(function() return (require "wk_b") end):wait())
     s.restore()
     assert.equals("", r.err)
     assert.equals(
-      "uvrequire: a handle of its own\tuvrequire\t0\n1\ttrue\ta\n" ..
+      "uvrequire: a handle of its own\tuvrequire\t0\n" ..
+      "false\tbad argument #1 to 'luv.is_active' (Expected uv_handle " ..
+      "userdata)\n1\ttrue\ta\n" ..
       "uvrequire: a handle of its own, uvrequire: a handle of its own\n" ..
       "true\tslow\ntrue\tb\n", r.out)
   end)

@@ -207,6 +207,22 @@ uv.run()
       assert.equals("oa\tprog.lua:8\noa\nod\tprog.lua:9\ntrue\n", r.out)
       assert.equals("", r.err)
     end)
+
+    it("names the caller of uvrequire.sync as the site", function()
+      local r = run(dir, [[
+local uv = require "luv"
+local ur = require "uvrequire"
+ur.on_block(function(msg, name, site) print(name, site) end)
+local t = uv.new_timer()
+t:start(0, 0, function()
+  t:close()
+  ur.sync(require, "od")   -- line 7
+end)
+uv.run()
+]], "UVREQUIRE_DETECT=", { K.install() })
+      assert.equals("od\tprog.lua:7\n", r.out)
+      assert.equals("", r.err)
+    end)
   end)
 
   describe("stats()", function()

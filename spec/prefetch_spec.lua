@@ -159,6 +159,59 @@ describe("prefetch:", function()
     assert.equal(1, stats().adopted)
   end)
 
+  it("takes no prefetch adopted as it ran, if a file appeared before it",
+     function()
+    -- pf_ib's prefetch found e2/pf_ib.lua and compiles it (a big file)
+    -- when e1/pf_ib.lua appears (a thread of the child makes it once
+    -- the prefetch opened the file: inotify tells it); the require that
+    -- adopts the running prefetch must find e1's, as stock's search
+    H.files(s.dir, {
+      ["e2/pf_ia.lua"] = "local function later() return require 'pf_ib' " ..
+                         "end\nreturn later",
+      ["e2/pf_ib.lua"] = "local t = {\n" ..
+                         ("{ a = 1, b = 'x' },\n"):rep(150000) ..
+                         "}\nreturn 'e2'",
+    })
+    H.sh(("mkdir -p '%s/e1'"):format(s.dir))
+    for _, where in ipairs({ "top", "task" }) do
+      os.remove(s.dir .. "/e1/pf_ib.lua")
+      os.remove(s.dir .. "/ready")
+      os.remove(s.dir .. "/made")
+      local r = K.run(s.dir, ([[
+local luv = require "luv"
+local U = require "uvrequire"
+local DIR = %q
+package.path = DIR .. "/e1/?.lua;" .. DIR .. "/e2/?.lua"
+local th = luv.new_thread(function(dir, lib)
+  local ow = package.loadlib(lib, "luaopen_openwait")()
+  local w = assert(ow.watch(dir .. "/e2/pf_ib.lua"))
+  io.open(dir .. "/ready", "w"):close()
+  assert(ow.wait(w))  -- the prefetch opened it: its search is done
+  local f = io.open(dir .. "/e1/pf_ib.lua", "w")
+  f:write("return 'e1'")
+  f:close()
+  io.open(dir .. "/made", "w"):close()
+end, DIR, %q)
+while not io.open(DIR .. "/ready") do end
+local function go()
+  local later = require "pf_ia"
+  while not io.open(DIR .. "/made") do end
+  return (later())
+end
+if %q == "top" then print(go())
+else
+  local t = U.spawn(go)
+  U.run()
+  print(select(2, t:result()))
+end
+th:join()
+]]):format(s.dir, H.ROOT .. "/" .. FIX .. "openwait.so", where),
+        { K.install() }, { env = "UVREQUIRE_CACHE=off", timeout = 60 })
+      assert.equal("e1\n", r.out)
+      assert.equal("", r.err)
+    end
+  end)
+
   it("never waits on a FIFO that code which may not run names", function()
     -- stock never opens them; a prefetch that waited on each would hold
     -- every executor thread, and no import could run again

@@ -104,11 +104,17 @@ return function(M, core)
     __newindex = fwd(function(p, k, v) get(p)[k] = v end),
     __call = function(p, ...)
       local v = get(p)
-      local vm = debug.getmetatable(v)
-      if type(v) ~= "function" and not (vm and rawget(vm, "__call")) then
-        -- as the VM words it, at the use (not this line)
-        raise(("%s:0: attempt to call a %s value"):format(info.short_src,
-                                                         type(v)))
+      local f, n = v, 0  -- follow __call as the VM does: is it callable?
+      while type(f) ~= "function" and n < 100 do  -- (past: Lua decides)
+        n = n + 1
+        local m = debug.getmetatable(f)
+        local c = m and rawget(m, "__call")
+        if c == nil then
+          -- as the VM words it, at the use (not this line)
+          raise(("%s:0: attempt to call a %s value")
+                :format(info.short_src, type(f)))
+        end
+        f = c
       end
       return v(...)  -- (a tail call: the module's own errors unchanged)
     end,
