@@ -227,23 +227,30 @@ describe("awaitable require", function()
     assert.equals(msg .. "\nstack traceback:\n", traceback_of(raised2))
   end)
 
-  it("words a bare coroutine's error object by its __tostring", function()
-    H.write(dir .. "/okmod.lua", "return 'ok'")
+  -- A bare coroutine that uvrequire resumes ("any" mode) requires
+  -- module `name`, then dies of `err`: what run() does (pcall's results)
+  local function diesinany(name, err)
     local core = require "uvrequire.core"
     core.setmode("any")
-    finally(function() core.setmode("tasks") end)
-    local obj = setmetatable({}, { __tostring = function()
-      return "MyError: disk full"
-    end })
     local timer = uv.new_timer()
     timer:start(0, 0, function()
       timer:close()
-      coroutine.wrap(function() U.require("okmod"); error(obj) end)()
+      coroutine.wrap(function() U.require(name); error(err) end)()
     end)
     local ok, raised = pcall(U.run)
+    core.setmode("tasks")
+    package.loaded[name] = nil
+    return ok, raised
+  end
+
+  it("words a bare coroutine's error object by its __tostring", function()
+    H.write(dir .. "/okmod.lua", "return 'ok'")
+    local obj = setmetatable({}, { __tostring = function()
+      return "MyError: disk full"
+    end })
+    local ok, raised = diesinany("okmod", obj)
     assert.is_false(ok)
     assert.matches("^MyError: disk full\nstack traceback:\n", raised)
-    package.loaded.okmod = nil
   end)
 
   it("leaves to run() the error of a task whose waiter was closed",
@@ -276,19 +283,10 @@ describe("awaitable require", function()
     local ok, err = t:result()
     assert.is_false(ok)
     assert.is_true(rawequal(obj, err))
-    local core = require "uvrequire.core"
-    core.setmode("any")
-    finally(function() core.setmode("tasks") end)
-    local timer = uv.new_timer()
-    timer:start(0, 0, function()
-      timer:close()
-      coroutine.wrap(function() U.require("okmod2"); error(obj) end)()
-    end)
-    local ok2, raised = pcall(U.run)
+    local ok2, raised = diesinany("okmod2", obj)
     assert.is_false(ok2)
     assert.matches("^%(error object is a table value%)\nstack traceback:\n",
                    raised)
-    package.loaded.okmod2 = nil
   end)
 
   it("closes the state safely with imports in flight", function()
