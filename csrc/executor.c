@@ -221,6 +221,15 @@ void ur_exec_wait (ur_job *job) {
 }
 
 
+int ur_exec_adopted (ur_job *job) {
+  int adopted;
+  uv_mutex_lock(&ur_ex.lock);
+  adopted = !job->isprefetch;  /* ('ur_exec_attach' clears it) */
+  uv_mutex_unlock(&ur_ex.lock);
+  return adopted;
+}
+
+
 int ur_exec_isdone (ur_job *job) {
   int done;
   uv_mutex_lock(&ur_ex.lock);
