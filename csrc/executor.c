@@ -156,6 +156,20 @@ void ur_ex_worker (void *arg) {
     job->t_end = uv_hrtime();
     big |= ur_arena_reset(&arena);  /* (the compile's state is gone) */
     uv_mutex_lock(&ur_ex.lock);
+    if (job->nonreg && !job->isprefetch && !job->orphan) {
+      /* a task adopted the prefetch as it ended at a FIFO or a device:
+         search again as an import, here and now (the task would only
+         before its next loop turn, and its program may be the FIFO's
+         writer, waiting for a reader) */
+      job->nonreg = job->nowait = 0;
+      uv_mutex_unlock(&ur_ex.lock);
+      ur_buf_free(&job->msg);
+      job->msg.oom = 0;
+      ur_job_run(job, &arena);
+      job->t_end = uv_hrtime();
+      big |= ur_arena_reset(&arena);
+      uv_mutex_lock(&ur_ex.lock);
+    }
     unrun(job);
     if (job->q == Q_PREFETCH && job->sparecore &&
         --ur_ex.nsparing == ur_ex.nthreads - 2)
@@ -218,15 +232,6 @@ void ur_exec_wait (ur_job *job) {
   while (job->state != UR_DONE)
     uv_cond_wait(&ur_ex.done_cond, &ur_ex.lock);
   uv_mutex_unlock(&ur_ex.lock);
-}
-
-
-int ur_exec_adopted (ur_job *job) {
-  int adopted;
-  uv_mutex_lock(&ur_ex.lock);
-  adopted = !job->isprefetch;  /* ('ur_exec_attach' clears it) */
-  uv_mutex_unlock(&ur_ex.lock);
-  return adopted;
 }
 
 

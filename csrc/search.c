@@ -317,19 +317,13 @@ static int runsteps (ur_job *job, ur_arena *a) {
       file = searchpath(root, s->path, &job->msg, NULL, &nomem, NULL);
       free(root);
     }
-    else {
+    else
       file = searchpath(job->name, s->path, &job->msg,
                         s->kind == UR_STEP_LUA ? &f : NULL, &nomem,
                         job->nowait ? &other : NULL);
-      if (other && ur_exec_adopted(job)) {  /* a task waits for it now:
-          search as stock, here (its task may be the FIFO's writer's
-          only hope, and nothing else would search before a loop turn) */
-        other = 0;
-        file = searchpath(job->name, s->path, &job->msg, &f, &nomem, NULL);
-      }
-    }
     if (nomem) return 1;
-    if (other) {  /* a prefetch met a file not regular: it ends here */
+    if (other) {  /* a prefetch met a file not regular: it ends here
+                     (adopted meanwhile, its worker runs it again) */
       job->outcome = UR_NOTFOUND;
       job->nonreg = 1;
       return 0;

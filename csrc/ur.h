@@ -348,9 +348,6 @@ void ur_exec_wait (ur_job *job);
 void ur_exec_release (ur_job *job);
 /* is 'job' done?  (no blocking) */
 int ur_exec_isdone (ur_job *job);
-/* has a task adopted the prefetch 'job' (it is an import now)?  (any
-   thread: under the executor's lock) */
-int ur_exec_adopted (ur_job *job);
 /* detach the completion signal of 'job' (before closing it) */
 void ur_exec_detach (ur_job *job);
 /* give 'job' a new completion signal; 1 if it is done already */
