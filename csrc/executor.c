@@ -263,6 +263,17 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
   if (job->state != UR_RUNNING && job->state != UR_DONE)
     job->nowait = 0;  /* it opens as stock's search would */
   ur_ex_pfforget(job);  /* (its sweep never comes: 'ur_exec_takeswept') */
+  if (job->state == UR_DONE && job->nonreg) {
+    /* it ended at a FIFO or a device just before: run it again, as an
+       import, first in the queue (its task would search again only at
+       its next loop turn: see the worker) */
+    job->nonreg = job->nowait = 0;
+    ur_buf_free(&job->msg);
+    job->msg.oom = 0;
+    job->q = Q_WAITED;
+    ur_ex_enqueue(job, 1);
+    uv_cond_signal(&ur_ex.work_cond);
+  }
   done = (job->state == UR_DONE);
   uv_mutex_unlock(&ur_ex.lock);
   return done;
