@@ -120,6 +120,18 @@ void ur_ex_unqueue (ur_job *job) {
 
 
 /*
+** A prefetch that ended at a FIFO or a device ('nonreg') was adopted:
+** make it an import to run again, searching as stock does (lock held;
+** nobody runs it).
+*/
+static void asimport (ur_job *job) {
+  job->nonreg = job->nowait = 0;
+  ur_buf_free(&job->msg);
+  job->msg.oom = 0;
+}
+
+
+/*
 ** Worker thread: take jobs off the queue and run them forever.  A job
 ** that compiles does so in a lua_State of its own, made in the
 ** worker's arena (see 'luastep' in search.c).
@@ -161,10 +173,8 @@ void ur_ex_worker (void *arg) {
          search again as an import, here and now (the task would only
          before its next loop turn, and its program may be the FIFO's
          writer, waiting for a reader) */
-      job->nonreg = job->nowait = 0;
+      asimport(job);
       uv_mutex_unlock(&ur_ex.lock);
-      ur_buf_free(&job->msg);
-      job->msg.oom = 0;
       ur_job_run(job, &arena);
       job->t_end = uv_hrtime();
       big |= ur_arena_reset(&arena);
@@ -267,9 +277,7 @@ int ur_exec_attach (ur_job *job, uv_async_t *async) {
     /* it ended at a FIFO or a device just before: run it again, as an
        import, first in the queue (its task would search again only at
        its next loop turn: see the worker) */
-    job->nonreg = job->nowait = 0;
-    ur_buf_free(&job->msg);
-    job->msg.oom = 0;
+    asimport(job);
     job->q = Q_WAITED;
     ur_ex_enqueue(job, 1);
     uv_cond_signal(&ur_ex.work_cond);

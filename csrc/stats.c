@@ -202,12 +202,11 @@ void ur_stats_pushsite (lua_State *L) {
   lua_Debug ar;
   int level, skip;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
-  skip = lua_gettop(L);  /* (a table, or nil) */
+  skip = lua_gettop(L);
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
-      int ours = lua_istable(L, skip) &&
-                 lua_getfield(L, skip, ar.source) != LUA_TNIL;
-      if (lua_istable(L, skip)) lua_pop(L, 1);
+      int ours = (lua_getfield(L, skip, ar.source) != LUA_TNIL);
+      lua_pop(L, 1);
       if (!ours) {
         lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
         lua_remove(L, skip);
@@ -223,12 +222,7 @@ void ur_stats_pushsite (lua_State *L) {
 /* core.skipsource(source): frames of that chunk are no site */
 static int l_skipsource (lua_State *L) {
   luaL_checktype(L, 1, LUA_TSTRING);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
-  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &SKIPSRC);
   lua_pushvalue(L, 1);
   lua_pushboolean(L, 1);
   lua_rawset(L, -3);
@@ -368,6 +362,7 @@ static int l_setobserve (lua_State *L) {
 void ur_stats_register (lua_State *L) {
   ur_regtable(L, &STATS, NULL);
   ur_regtable(L, &REPORTED, NULL);
+  ur_regtable(L, &SKIPSRC, NULL);
   lua_pushcfunction(L, l_stats);
   lua_setfield(L, -2, "stats");
   lua_pushcfunction(L, l_setobserve);
